@@ -1,0 +1,172 @@
+"""The backbone: a frozen open_clip CLIP model with its tokenizer, preprocessing and provenance.
+
+Every loader (open_clip name + pretrained tag, OpenAI checkpoint file, open_clip state dict, safetensors,
+the embedded tiny CLIP) returns a ``Backbone``. Methods use only this class's methods, never open_clip
+internals, so the text side of prompt learning works on any CLIP whose text tower is a standard
+transformer (token embedding, positional embedding, transformer, final LayerNorm, projection).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from harness.errors import HarnessError
+
+
+@dataclass(frozen=True)
+class Preprocessing:
+    """Image preprocessing that belongs to the model (never a hard-coded 224)."""
+
+    image_size: int
+    mean: tuple[float, float, float]
+    std: tuple[float, float, float]
+    interpolation: str = "bicubic"
+
+
+class Backbone:
+    """A frozen CLIP-like model plus everything needed to use it.
+
+    Attributes:
+        model: the open_clip ``CLIP`` module (eval mode, parameters frozen).
+        name: a readable name (model name or file name).
+        weights_sha256: checksum of the weights file (or of the state dict for hub models).
+        tokenizer: maps a list of strings to a ``LongTensor`` of shape ``(n, context_length)``.
+        sot_token_id / eot_token_id: start- and end-of-text ids of that tokenizer.
+        preprocessing: input resolution and normalisation of the model.
+        device: where the model lives; ``dtype`` the dtype its weights compute in.
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        tokenizer: Callable[[Sequence[str]], torch.Tensor],
+        *,
+        name: str,
+        weights_sha256: str,
+        sot_token_id: int,
+        eot_token_id: int,
+        preprocessing: Preprocessing,
+        device: torch.device | str = "cpu",
+        dtype: torch.dtype = torch.float32,
+    ) -> None:
+        self.model = model.eval()
+        for parameter in self.model.parameters():
+            parameter.requires_grad_(False)
+        self.tokenizer = tokenizer
+        self.name = name
+        self.weights_sha256 = weights_sha256
+        self.sot_token_id = sot_token_id
+        self.eot_token_id = eot_token_id
+        self.preprocessing = preprocessing
+        self.device = torch.device(device)
+        self.dtype = dtype
+        self._check_text_tower()
+
+    # -- structure -------------------------------------------------------------------------------
+    def _check_text_tower(self) -> None:
+        needed = ("token_embedding", "positional_embedding", "transformer", "ln_final", "text_projection")
+        missing = [name for name in needed if not hasattr(self.model, name)]
+        if missing:
+            self.text_tower_error = (
+                f"backbone {self.name!r} has no standard transformer text tower (missing {', '.join(missing)}); "
+                "prompt learning needs token embedding, positional embedding, transformer, ln_final, text_projection"
+            )
+        else:
+            self.text_tower_error = ""
+
+    def require_text_tower(self) -> None:
+        """Raise ``HarnessError`` if prompt learning cannot work with this model's text tower."""
+        if self.text_tower_error:
+            raise HarnessError(self.text_tower_error)
+
+    @property
+    def context_length(self) -> int:
+        """Number of token positions of the text tower (77 for OpenAI CLIP)."""
+        return int(self.model.positional_embedding.shape[0])
+
+    @property
+    def text_width(self) -> int:
+        """Width of the text transformer (``ctx_dim`` of a prompt learner)."""
+        return int(self.model.ln_final.weight.shape[0])
+
+    @property
+    def embed_dim(self) -> int:
+        """Dimension of the joint image-text embedding (``vis_dim`` of CoCoOp's meta-net)."""
+        projection = self.model.text_projection
+        return int(projection.weight.shape[0] if isinstance(projection, nn.Linear) else projection.shape[1])
+
+    @property
+    def text_is_causal(self) -> bool:
+        """Whether the text attention mask is causal (then truncating after the end-of-text token is exact)."""
+        mask = getattr(self.model, "attn_mask", None)
+        if mask is None:
+            return False
+        upper = torch.triu(torch.ones_like(mask, dtype=torch.bool), diagonal=1)
+        return bool(torch.isinf(mask[upper]).all()) and bool((mask[~upper] == 0).all())
+
+    def logit_scale(self) -> torch.Tensor:
+        """``logit_scale.exp()`` as a float32 scalar."""
+        return self.model.logit_scale.detach().float().exp()
+
+    # -- text ------------------------------------------------------------------------------------
+    def tokenize(self, texts: Sequence[str]) -> torch.Tensor:
+        """Token ids ``(n, context_length)`` on the backbone's device."""
+        return self.tokenizer(list(texts)).to(self.device)
+
+    def eot_positions(self, tokens: torch.Tensor) -> torch.Tensor:
+        """Index of the first end-of-text token of each row, from the tokenizer's own end-of-text id."""
+        is_eot = tokens == self.eot_token_id
+        if not bool(is_eot.any(dim=-1).all()):
+            raise HarnessError("a tokenized prompt has no end-of-text token (prompt longer than the context?)")
+        return is_eot.int().argmax(dim=-1)
+
+    def embed_tokens(self, tokens: torch.Tensor) -> torch.Tensor:
+        """Token embeddings ``(n, L, width)`` in the model's dtype."""
+        return self.model.token_embedding(tokens.to(self.device)).to(self.dtype)
+
+    def encode_text_embeddings(self, embeddings: torch.Tensor, eot_positions: torch.Tensor) -> torch.Tensor:
+        """Text features (unnormalised) of prompt embeddings ``(n, L, width)``, read at ``eot_positions``.
+
+        ``L`` may be shorter than ``context_length``: with a causal mask the features at position ``p``
+        depend only on positions ``<= p``, so sequences truncated after their end-of-text token give the
+        same features as full-length ones (see ``text_is_causal``).
+        """
+        self.require_text_tower()
+        length = embeddings.shape[1]
+        if length < self.context_length and not self.text_is_causal:
+            raise HarnessError(f"backbone {self.name!r}: truncated prompts need a causal text mask")
+        model = self.model
+        cast = self.dtype
+        x = embeddings.to(cast) + model.positional_embedding[:length].to(cast)
+        mask = model.attn_mask[:length, :length] if model.attn_mask is not None else None
+        if getattr(model.transformer, "batch_first", True):
+            x = model.transformer(x, attn_mask=mask)
+        else:  # older open_clip: sequence-first transformer
+            x = model.transformer(x.permute(1, 0, 2), attn_mask=mask).permute(1, 0, 2)
+        x = model.ln_final(x)
+        x = x[torch.arange(x.shape[0], device=x.device), eot_positions.to(x.device)]
+        projection = model.text_projection
+        return projection(x) if isinstance(projection, nn.Linear) else x @ projection
+
+    def encode_text(self, tokens: torch.Tensor, truncate: bool = True) -> torch.Tensor:
+        """Text features (unnormalised, float32) of token ids, optionally truncated to the longest prompt."""
+        tokens = tokens.to(self.device)
+        eot = self.eot_positions(tokens)
+        if truncate and self.text_is_causal:
+            tokens = tokens[:, : int(eot.max()) + 1]
+        return self.encode_text_embeddings(self.embed_tokens(tokens), eot).float()
+
+    def encode_prompts(self, texts: Sequence[str], truncate: bool = True) -> torch.Tensor:
+        """L2-normalised float32 text features of strings."""
+        return F.normalize(self.encode_text(self.tokenize(texts), truncate=truncate), dim=-1)
+
+    # -- images ----------------------------------------------------------------------------------
+    def encode_images(self, images: torch.Tensor) -> torch.Tensor:
+        """L2-normalised float32 image features of a preprocessed batch ``(n, 3, H, W)``."""
+        features = self.model.encode_image(images.to(self.device, self.dtype))
+        return F.normalize(features.float(), dim=-1)
