@@ -69,7 +69,7 @@ def _allowed(field_type: Any) -> str:
 
 
 def coerce_value(key: str, value: Any, field_type: Any, source: str) -> Any:
-    """Check and convert ``value`` for field ``key`` of type ``field_type``; raise ``ConfigError`` if it does not fit."""
+    """Check and convert ``value`` for field ``key`` of type ``field_type``; ``ConfigError`` if it does not fit."""
     origin = typing.get_origin(field_type)
     if origin is tuple:
         if isinstance(value, Mapping) and field_type == tuple[tuple[int, int], ...]:
