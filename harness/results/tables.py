@@ -1,0 +1,205 @@
+"""Leaderboards: the aggregated rows beside the published numbers, as markdown or CSV.
+
+Column order is fixed per protocol kind and rows are ordered by method (CLIP, CoOp, CoCoOp, then others by
+name), variant (backbone and non-default settings), then dataset in the papers' order, Average last.
+Numbers are percentages with two decimals; a missing value is ``-`` in markdown and empty in CSV.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+from collections.abc import Mapping, Sequence
+
+import pandas as pd
+
+from harness.errors import HarnessError
+from harness.results import reference
+from harness.results.aggregate import (
+    AVERAGE,
+    CI95_LABEL,
+    NO_SEED,
+    STD_LABEL,
+    base2new_summary,
+    few_shot_summary,
+    transfer_summary,
+)
+
+METHOD_ORDER = ("zeroshot", "zeroshot_ensemble", "coop", "cocoop")
+KIND = {"base2new": "base2new", "cross_dataset": "transfer", "domain_generalization": "transfer",
+        "few_shot": "few_shot"}
+COLUMNS = {
+    "base2new": ["method", "model", "shots", "dataset", "base", "base_std", "base_ci95", "new", "new_std",
+                 "new_ci95", "hm", "seeds", "seeds_expected", "published_base", "published_new", "published_hm",
+                 "diff_base", "diff_new", "diff_hm", "status"],
+    "transfer": ["method", "model", "shots", "dataset", "role", "accuracy", "std", "ci95", "seeds",
+                 "seeds_expected", "published", "diff", "status"],
+    "few_shot": ["method", "model", "dataset", "shots", "accuracy", "std", "ci95", "seeds", "seeds_expected",
+                 "published", "diff", "status"],
+}
+
+
+def kind_of(protocol: str) -> str:
+    """``base2new``, ``transfer`` or ``few_shot``: how a protocol's results are tabulated."""
+    if protocol not in KIND:
+        raise HarnessError(f"no leaderboard for protocol {protocol!r}; known: {', '.join(KIND)}")
+    return KIND[protocol]
+
+
+def compares_to_published(model: str) -> bool:
+    """Published numbers are ViT-B/16: compare only runs whose backbone is a ViT-B/16."""
+    return "vitb16" in "".join(ch for ch in model.lower() if ch.isalnum())
+
+
+def _method_rank(method: str) -> tuple[int, str]:
+    return (METHOD_ORDER.index(method), method) if method in METHOD_ORDER else (len(METHOD_ORDER), method)
+
+
+def _summary(records: pd.DataFrame, protocol: str, expected: pd.DataFrame | None, order: Sequence[str],
+             source: str | None) -> pd.DataFrame:
+    kind = kind_of(protocol)
+    if kind == "base2new":
+        return base2new_summary(records, expected, order)
+    if kind == "few_shot":
+        return few_shot_summary(records, expected, order)
+    if source is None:
+        trained = records["train_dataset"].dropna().unique() if "train_dataset" in records else []
+        source = str(trained[0]) if len(trained) == 1 else None
+    return transfer_summary(records, source, expected, order)
+
+
+def _published(protocol: str, row: pd.Series, display: Mapping[str, str], column: str) -> float:
+    if not compares_to_published(str(row["variant"])):
+        return math.nan
+    name = AVERAGE if row["dataset"] == AVERAGE else display.get(str(row["dataset"]), str(row["dataset"]))
+    shots = int(row["shots"])
+    if kind_of(protocol) != "few_shot" and shots == NO_SEED:
+        shots = 16  # a training-free method's row sits beside the published 16-shot protocol's CLIP row
+    value = reference.lookup(protocol, str(row["method"]), name, column, shots)
+    return math.nan if value is None else value
+
+
+def leaderboard(records: pd.DataFrame, protocol: str, *, expected: pd.DataFrame | None = None,
+                display: Mapping[str, str] | None = None, order: Sequence[str] = (),
+                source: str | None = None) -> pd.DataFrame:
+    """The leaderboard of ``protocol`` as a DataFrame with the fixed columns of ``COLUMNS[kind]``.
+
+    Args:
+        records: run records (see ``harness.results.aggregate``).
+        protocol: protocol name.
+        expected: planned cells, for completeness (``None``: inferred from the records).
+        display: dataset registry name -> display name (the papers' names; used to find published numbers).
+        order: dataset order.
+        source: the source dataset of a transfer protocol (``None``: the records' unique ``train_dataset``).
+    """
+    display = dict(display or {})
+    summary = _summary(records, protocol, expected, order, source)
+    kind = kind_of(protocol)
+    if summary.empty:
+        return pd.DataFrame(columns=COLUMNS[kind])
+    rows = [_leaderboard_row(row, protocol, kind, display) for _, row in summary.iterrows()]
+    table = pd.DataFrame(rows)
+    table = table.sort_values("_rank", kind="stable").drop(columns="_rank").reset_index(drop=True)
+    table["shots"] = table["shots"].astype("Int64")
+    return table[COLUMNS[kind]]
+
+
+def _leaderboard_row(row: pd.Series, protocol: str, kind: str, display: Mapping[str, str]) -> dict[str, object]:
+    shots = int(row["shots"])
+    out: dict[str, object] = {
+        "method": reference.method_display(str(row["method"])), "model": row["variant"],
+        "shots": pd.NA if shots == NO_SEED else shots, "dataset": display.get(str(row["dataset"]), row["dataset"]),
+        "seeds": int(row["n_seeds"]), "seeds_expected": int(row["n_expected"]),
+        "status": "" if row["complete"] else str(row["note"]),
+        "_rank": (_method_rank(str(row["method"])), str(row["variant"])),
+    }
+    if kind == "base2new":
+        for part in ("base", "new", "hm"):
+            out[part] = row[part]
+            out[f"published_{part}"] = _published(protocol, row, display, part)
+            out[f"diff_{part}"] = row[part] - out[f"published_{part}"]  # type: ignore[operator]
+        for part in ("base", "new"):
+            out[f"{part}_std"], out[f"{part}_ci95"] = row.get(f"{part}_std"), row.get(f"{part}_ci95")
+        return out
+    published = _published(protocol, row, display, "accuracy")
+    out.update(accuracy=row["accuracy"], std=row.get("std"), ci95=row.get("ci95"), published=published,
+               diff=row["accuracy"] - published, role=row.get("role", ""))
+    return out
+
+
+def _number(value: object, signed: bool = False) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "-"
+    return f"{float(value):+.2f}" if signed else f"{float(value):.2f}"
+
+
+def _with_std(value: object, std: object) -> str:
+    text = _number(value)
+    return text if text == "-" or _number(std) == "-" else f"{text} ± {_number(std)}"
+
+
+def _seeds(row: pd.Series) -> str:
+    return str(row["seeds"]) if row["seeds"] == row["seeds_expected"] else f"{row['seeds']}/{row['seeds_expected']}"
+
+
+def _markdown_cells(row: pd.Series, kind: str) -> list[str]:
+    head = [str(row["method"]), str(row["model"]), str(row["dataset"])]
+    if kind == "base2new":
+        published = [_number(row[f"published_{p}"]) for p in ("base", "new", "hm")]
+        return head + [_with_std(row["base"], row["base_std"]), _with_std(row["new"], row["new_std"]),
+                       _number(row["hm"]), _seeds(row),
+                       "-" if published == ["-"] * 3 else " / ".join(published),
+                       _number(row["diff_hm"], signed=True), str(row["status"])]
+    if kind == "transfer" and row["role"] == "source":
+        head[2] += " (source)"
+    shots = [str(row["shots"])] if kind == "few_shot" else []
+    return head + shots + [_with_std(row["accuracy"], row["std"]), _seeds(row), _number(row["published"]),
+                           _number(row["diff"], signed=True), str(row["status"])]
+
+
+MARKDOWN_HEADERS = {
+    "base2new": ["Method", "Model", "Dataset", "Base", "New", "H", "Seeds", "Published B / N / H", "Δ H", "Status"],
+    "transfer": ["Method", "Model", "Dataset", "Accuracy", "Seeds", "Published", "Δ", "Status"],
+    "few_shot": ["Method", "Model", "Dataset", "Shots", "Accuracy", "Seeds", "Published", "Δ", "Status"],
+}
+LEGENDS = {
+    "base2new": "H = 2BN/(B+N) of the seed-averaged base and new accuracies; the Average row is H of the "
+                "averaged base and new accuracies (as the papers compute it).",
+    "transfer": "The source row is the accuracy on the training dataset; the Average is over the targets only.",
+    "few_shot": "Every shot count trains on all classes; zero-shot methods appear at 0 shots.",
+}
+
+
+def to_markdown(table: pd.DataFrame, protocol: str) -> str:
+    """A markdown leaderboard with a legend saying what ± and the averages mean."""
+    kind = kind_of(protocol)
+    headers = MARKDOWN_HEADERS[kind]
+    lines = [
+        f"### {protocol}: top-1 accuracy (%)",
+        "",
+        f"Mean ± std over seeds ({STD_LABEL}; the CSV also gives {CI95_LABEL}). {LEGENDS[kind]} "
+        f"Published: {reference.PUBLISHED_BACKBONE} numbers from the papers (shown for ViT-B/16 runs only); "
+        "Δ = ours − published. Seeds: present (/expected when incomplete).",
+        "",
+        "| " + " | ".join(headers) + " |",
+        "|" + "|".join("---" for _ in headers) + "|",
+    ]
+    for _, row in table.iterrows():
+        lines.append("| " + " | ".join(cell.replace("|", "/") for cell in _markdown_cells(row, kind)) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def to_csv(table: pd.DataFrame) -> str:
+    """The leaderboard as CSV: fixed columns, numbers rounded to 4 decimals, missing values empty."""
+    buffer = io.StringIO()
+    table.to_csv(buffer, index=False, float_format="%.4f", lineterminator="\n")
+    return buffer.getvalue()
+
+
+def render(table: pd.DataFrame, protocol: str, fmt: str) -> str:
+    """Render in ``fmt`` (``markdown`` or ``csv``)."""
+    if fmt == "markdown":
+        return to_markdown(table, protocol)
+    if fmt == "csv":
+        return to_csv(table)
+    raise HarnessError(f"unknown table format {fmt!r}; expected markdown or csv")
