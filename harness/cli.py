@@ -16,6 +16,7 @@ from harness.errors import HarnessError
 
 COMMAND_MODULES = (
     "harness.commands.ls",
+    "harness.commands.data",
 )
 
 

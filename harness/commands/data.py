@@ -1,0 +1,85 @@
+"""``harness data check|fewshot|make-embedded``: check dataset folders, record few-shot selections, make the world."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from harness.errors import DataError
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    """Register the ``data`` verb and its sub-verbs."""
+    parser = subparsers.add_parser("data", help="check dataset folders, write few-shot indexes, make the embedded world")
+    verbs = parser.add_subparsers(dest="data_command", metavar="SUBCOMMAND")
+    verbs.required = True
+
+    check = verbs.add_parser("check", help="report per dataset whether the layout is complete and the split sizes")
+    check.add_argument("--data-root", type=Path, required=True, help="folder holding the dataset folders")
+    check.add_argument("--dataset", action="append", help="dataset to check (repeatable; default: every real one)")
+    check.set_defaults(func=run_check)
+
+    fewshot = verbs.add_parser("fewshot", help="write (or reuse) the few-shot index of a dataset, shots and seed")
+    fewshot.add_argument("--data-root", type=Path, required=True, help="folder holding the dataset folders")
+    fewshot.add_argument("--dataset", required=True)
+    fewshot.add_argument("--shots", type=int, required=True)
+    fewshot.add_argument("--seed", type=int, required=True)
+    fewshot.add_argument(
+        "--generate-split", action="store_true",
+        help="if the official split file is missing, generate a fresh random one (numbers not comparable)",
+    )
+    fewshot.add_argument("--split-seed", type=int, default=1, help="seed of a generated split (default 1)")
+    fewshot.set_defaults(func=run_fewshot)
+
+    embedded = verbs.add_parser("make-embedded", help="generate the embedded world's datasets")
+    embedded.add_argument("--root", type=Path, default=None, help="where to write it (default: <cache>/embedded)")
+    embedded.add_argument("--force", action="store_true", help="rebuild even if it exists")
+    embedded.set_defaults(func=run_make_embedded)
+
+
+def run_check(args: argparse.Namespace) -> int:
+    """Print one report block per dataset; exit 1 if any layout is incomplete."""
+    from harness.data.cards import load_card
+    from harness.data.check import check_dataset, format_check
+    from harness.registries import DATASETS
+
+    names = args.dataset or [n for n in DATASETS.names() if not load_card(n).embedded]
+    cards = [load_card(name) for name in names]
+    reports = [check_dataset(card, args.data_root) for card in cards]
+    print("\n".join(format_check(report) for report in reports))
+    incomplete = [r.card.name for r in reports if not r.complete]
+    print(f"\n{len(reports) - len(incomplete)}/{len(reports)} complete" + (
+        f"; incomplete: {', '.join(incomplete)}" if incomplete else ""))
+    return 1 if incomplete else 0
+
+
+def run_fewshot(args: argparse.Namespace) -> int:
+    """Write or reuse the index and print its path."""
+    from harness.data.cards import load_card
+    from harness.data.task import prepare_task_data
+
+    card = load_card(args.dataset)
+    if card.test_only:
+        raise DataError(f"{card.name} is test-only: it has no few-shot sampling (shots are ignored)")
+    if args.shots < 1:
+        raise DataError(f"--shots must be at least 1, got {args.shots}")
+    task = prepare_task_data(
+        args.dataset, args.data_root, shots=args.shots, seed=args.seed,
+        generate_split=args.generate_split, split_seed=args.split_seed,
+    )
+    print(task.fewshot_index)
+    return 0
+
+
+def run_make_embedded(args: argparse.Namespace) -> int:
+    """Generate the embedded world with ``harness.world.make_world``."""
+    from harness.paths import cache_dir
+
+    try:
+        from harness.world import make_world
+    except ImportError as exc:
+        raise DataError("the embedded world generator (harness.world.make_world) is not available") from exc
+    root = args.root if args.root is not None else cache_dir() / "embedded"
+    make_world(Path(root), bool(args.force))
+    print(root)
+    return 0
