@@ -10,7 +10,7 @@ from harness.errors import DataError
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     """Register the ``data`` verb and its sub-verbs."""
-    parser = subparsers.add_parser("data", help="check dataset folders, write few-shot indexes, make the embedded world")
+    parser = subparsers.add_parser("data", help="check datasets, write few-shot indexes, make the embedded world")
     verbs = parser.add_subparsers(dest="data_command", metavar="SUBCOMMAND")
     verbs.required = True
 
