@@ -47,6 +47,8 @@ class MethodConfig:
     test_batch_size: int = 100
     # Few-shot epochs by shot count, when a preset differs by shots (CoOp few-shot: 1->50, 2/4->100, 8/16->200).
     epochs_by_shots: tuple[tuple[int, int], ...] = ()
+    # Epochs by dataset registry name, which win over epochs_by_shots (CoOp on ImageNet: 50 for every shot count).
+    epochs_by_dataset: tuple[tuple[str, int], ...] = ()
     precision: str = "auto"
     # CoCoOp: prompts encoded per chunk (images x classes); 0 chooses from a memory budget.
     max_prompts_per_chunk: int = 0
@@ -54,9 +56,12 @@ class MethodConfig:
     truncate_prompts: bool = True
     num_workers: int = 0
 
-    def epochs_for(self, shots: int) -> int:
-        """The number of epochs for ``shots`` (``epochs_by_shots`` if it names them, else ``max_epoch``)."""
-        return dict(self.epochs_by_shots).get(shots, self.max_epoch)
+    def epochs_for(self, shots: int | None, dataset: str | None = None) -> int:
+        """The number of epochs: ``epochs_by_dataset``, else ``epochs_by_shots``, else ``max_epoch``."""
+        by_dataset = dict(self.epochs_by_dataset)
+        if dataset is not None and dataset in by_dataset:
+            return by_dataset[dataset]
+        return dict(self.epochs_by_shots).get(shots, self.max_epoch) if shots is not None else self.max_epoch
 
     def digest(self) -> str:
         """A short stable hash of every field, for run keys and records."""
@@ -72,14 +77,18 @@ def coerce_value(key: str, value: Any, field_type: Any, source: str) -> Any:
     """Check and convert ``value`` for field ``key`` of type ``field_type``; ``ConfigError`` if it does not fit."""
     origin = typing.get_origin(field_type)
     if origin is tuple:
-        if isinstance(value, Mapping) and field_type == tuple[tuple[int, int], ...]:
-            value = [(int(k), int(v)) for k, v in value.items()]
+        args = typing.get_args(field_type)
+        if isinstance(value, Mapping) and typing.get_origin(args[0]) is tuple:
+            value = list(value.items())  # {1: 50, 2: 100} -> ((1, 50), (2, 100))
         if isinstance(value, str):
             value = [value]
         if not isinstance(value, list | tuple):
             raise ConfigError(f"{source}: {key} must be a list, got {value!r}")
-        args = typing.get_args(field_type)
-        return tuple(coerce_value(key, v, args[0], source) for v in value)
+        if len(args) == 2 and args[1] is Ellipsis:
+            return tuple(coerce_value(key, v, args[0], source) for v in value)
+        if len(value) != len(args):  # a fixed-length tuple such as (shots, epochs)
+            raise ConfigError(f"{source}: {key} entries must have {len(args)} items, got {value!r}")
+        return tuple(coerce_value(key, v, t, source) for v, t in zip(value, args))
     if origin in (typing.Union, types.UnionType):
         return value
     if field_type is bool:

@@ -1,0 +1,87 @@
+"""CoCoOp (Zhou et al., CVPR 2022): CoOp's generic context shifted per image by a small meta-net.
+
+Faithful to ``CoOp:trainers/cocoop.py`` (spec section 6): ``bias = meta_net(normalised image features)``
+is added to every context vector, each image gets its own ``n_cls`` prompts (class token at the end), and
+its logits are ``logit_scale.exp() * image_i @ normalised text_i.T``.
+
+The official forward loops over images and encodes one image's ``n_cls`` prompts per call. Here the
+prompts of a chunk of images (images x classes) are encoded in one call; the chunk holds
+``max_prompts_per_chunk`` prompts (0: about ``PROMPT_TOKEN_BUDGET`` prompt tokens per call), and never less
+than one image, as the official loop. ``forward_per_image`` keeps the official loop as the reference the
+tests and benchmarks compare against.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from harness.methods.coop import CoOp, scaled_logits
+from harness.registries import METHODS
+
+# Prompt tokens per text-encoder call when max_prompts_per_chunk is 0: about 1 GiB of float32
+# activations per layer output for a 512-wide text tower, a size that fits every GPU CoCoOp runs on.
+PROMPT_TOKEN_BUDGET = 1 << 19
+
+
+def images_per_chunk(n_cls: int, seq_len: int, max_prompts_per_chunk: int) -> int:
+    """How many images' prompts (``n_cls`` each, ``seq_len`` tokens long) one text-encoder call takes.
+
+    Args:
+        n_cls: number of classes (prompts per image).
+        seq_len: tokens per prompt (after truncation).
+        max_prompts_per_chunk: prompts per call; 0 chooses from ``PROMPT_TOKEN_BUDGET``.
+
+    Returns:
+        At least 1: a single image's prompts are always encoded together, as in the official code.
+    """
+    if max_prompts_per_chunk > 0:
+        return max(1, max_prompts_per_chunk // n_cls)
+    return max(1, PROMPT_TOKEN_BUDGET // (n_cls * seq_len))
+
+
+@METHODS.register("cocoop")
+class CoCoOp(CoOp):
+    """CoCoOp: generic context plus an image-conditional bias (meta-net), class token at the end."""
+
+    name = "cocoop"
+    trainable = True
+    conditional = True
+
+    def prepare_eval(self) -> None:
+        """Enter eval mode; nothing is image-independent beyond the class buffers built by ``set_classes``."""
+        self.eval()
+
+    def _shifted_context(self, image_features: torch.Tensor) -> torch.Tensor:
+        learner = self.prompt_learner
+        bias = learner.meta_net(image_features.to(learner.dtype))  # (B, ctx_dim)
+        return learner.ctx.unsqueeze(0) + bias.unsqueeze(1)  # (B, n_ctx, ctx_dim)
+
+    def forward(self, image_features: torch.Tensor) -> torch.Tensor:
+        """Logits ``(batch, n_cls)``; prompts of several images are encoded per call (see module doc)."""
+        learner = self.prompt_learner
+        learner._require_classes()
+        ctx_shifted = self._shifted_context(image_features)
+        n_cls = len(learner.classnames)
+        step = images_per_chunk(n_cls, learner.seq_len, self.config.max_prompts_per_chunk)
+        scale = self.backbone.logit_scale().to(image_features.device)
+        chunks = []
+        for start in range(0, image_features.shape[0], step):
+            shifted = ctx_shifted[start : start + step]
+            prompts = learner.assemble_conditional(shifted).flatten(0, 1)
+            text = learner.encode(prompts, learner.eot.repeat(shifted.shape[0]))
+            text = text.view(shifted.shape[0], n_cls, -1)
+            images = image_features[start : start + step]
+            with torch.autocast(device_type=images.device.type, enabled=False):
+                logits = torch.einsum("be,bce->bc", images.to(text.dtype), text)
+                chunks.append(scale.to(text.dtype) * logits)
+        return torch.cat(chunks)
+
+    def forward_per_image(self, image_features: torch.Tensor) -> torch.Tensor:
+        """The official computation: one text-encoder call per image (reference for tests and benchmarks)."""
+        learner = self.prompt_learner
+        ctx_shifted = self._shifted_context(image_features)
+        rows = []
+        for image, shifted in zip(image_features, ctx_shifted):
+            text = learner.encode(learner.assemble(shifted))
+            rows.append(scaled_logits(self.backbone, image.unsqueeze(0), text))
+        return torch.cat(rows)
