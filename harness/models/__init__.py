@@ -1,1 +1,12 @@
-"""models."""
+"""Backbones: frozen CLIP models loaded from open_clip names, checkpoint files, folders and the embedded asset.
+
+Importing this package registers the built-in backbone sources in ``BACKBONES`` (``harness ls backbones``).
+"""
+
+from __future__ import annotations
+
+from harness.models import hub, sources  # noqa: F401  (register the built-in backbone sources)
+from harness.models.backbone import Backbone, Preprocessing
+from harness.models.loading import load_backbone
+
+__all__ = ["Backbone", "Preprocessing", "load_backbone"]

@@ -8,7 +8,8 @@ transformer (token embedding, positional embedding, transformer, final LayerNorm
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import contextlib
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -39,6 +40,7 @@ class Backbone:
         sot_token_id / eot_token_id: start- and end-of-text ids of that tokenizer.
         preprocessing: input resolution and normalisation of the model.
         device: where the model lives; ``dtype`` the dtype its weights compute in.
+        precision: ``fp32``, ``fp16``, ``bf16`` (weights converted) or ``amp`` (fp32 weights, autocast).
     """
 
     def __init__(
@@ -53,6 +55,7 @@ class Backbone:
         preprocessing: Preprocessing,
         device: torch.device | str = "cpu",
         dtype: torch.dtype = torch.float32,
+        precision: str = "",
     ) -> None:
         self.model = model.eval()
         for parameter in self.model.parameters():
@@ -65,6 +68,7 @@ class Backbone:
         self.preprocessing = preprocessing
         self.device = torch.device(device)
         self.dtype = dtype
+        self.precision = precision or {torch.float16: "fp16", torch.bfloat16: "bf16"}.get(dtype, "fp32")
         self._check_text_tower()
 
     # -- structure -------------------------------------------------------------------------------
@@ -113,6 +117,16 @@ class Backbone:
         """``logit_scale.exp()`` as a float32 scalar."""
         return self.model.logit_scale.detach().float().exp()
 
+    @contextlib.contextmanager
+    def autocast(self) -> Iterator[None]:
+        """Autocast for ``amp`` precision (fp16 on CUDA, bf16 on CPU); does nothing otherwise."""
+        if self.precision != "amp":
+            yield
+            return
+        dtype = torch.float16 if self.device.type == "cuda" else torch.bfloat16
+        with torch.autocast(device_type=self.device.type, dtype=dtype):
+            yield
+
     # -- text ------------------------------------------------------------------------------------
     def tokenize(self, texts: Sequence[str]) -> torch.Tensor:
         """Token ids ``(n, context_length)`` on the backbone's device."""
@@ -142,16 +156,17 @@ class Backbone:
             raise HarnessError(f"backbone {self.name!r}: truncated prompts need a causal text mask")
         model = self.model
         cast = self.dtype
-        x = embeddings.to(cast) + model.positional_embedding[:length].to(cast)
-        mask = model.attn_mask[:length, :length] if model.attn_mask is not None else None
-        if getattr(model.transformer, "batch_first", True):
-            x = model.transformer(x, attn_mask=mask)
-        else:  # older open_clip: sequence-first transformer
-            x = model.transformer(x.permute(1, 0, 2), attn_mask=mask).permute(1, 0, 2)
-        x = model.ln_final(x)
-        x = x[torch.arange(x.shape[0], device=x.device), eot_positions.to(x.device)]
-        projection = model.text_projection
-        return projection(x) if isinstance(projection, nn.Linear) else x @ projection
+        with self.autocast():
+            x = embeddings.to(cast) + model.positional_embedding[:length].to(cast)
+            mask = model.attn_mask[:length, :length] if model.attn_mask is not None else None
+            if getattr(model.transformer, "batch_first", True):
+                x = model.transformer(x, attn_mask=mask)
+            else:  # older open_clip: sequence-first transformer
+                x = model.transformer(x.permute(1, 0, 2), attn_mask=mask).permute(1, 0, 2)
+            x = model.ln_final(x)
+            x = x[torch.arange(x.shape[0], device=x.device), eot_positions.to(x.device)]
+            projection = model.text_projection
+            return projection(x) if isinstance(projection, nn.Linear) else x @ projection
 
     def encode_text(self, tokens: torch.Tensor, truncate: bool = True) -> torch.Tensor:
         """Text features (unnormalised, float32) of token ids, optionally truncated to the longest prompt."""
@@ -168,5 +183,6 @@ class Backbone:
     # -- images ----------------------------------------------------------------------------------
     def encode_images(self, images: torch.Tensor) -> torch.Tensor:
         """L2-normalised float32 image features of a preprocessed batch ``(n, 3, H, W)``."""
-        features = self.model.encode_image(images.to(self.device, self.dtype))
+        with self.autocast():
+            features = self.model.encode_image(images.to(self.device, self.dtype))
         return F.normalize(features.float(), dim=-1)

@@ -1,0 +1,150 @@
+"""Evaluation: image features of a split, a method's logits over them, accuracy and macro-F1 as Dassl computes them.
+
+``split_features`` is the one place that turns (backbone, task data, split) into image features, so that a
+feature cache can be slotted in there without touching the evaluation loop. The metrics follow Dassl's
+``Classification`` evaluator (spec section 10): accuracy = 100 x correct / total over all images, and
+macro-F1 = 100 x the mean per-class F1 over the labels present in the ground truth (sklearn's
+``f1_score(average="macro", labels=unique(y_true))``: a class that is predicted but absent from the ground
+truth does not count).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+from torch.utils.data import DataLoader
+
+from harness.errors import DataError
+from harness.methods.base import Method
+from harness.models.backbone import Backbone
+
+SPLITS = ("train", "val", "test")
+
+
+@dataclass
+class EvalResult:
+    """The outcome of one evaluation.
+
+    Attributes:
+        labels / preds: ground truth and argmax prediction per image, in split order.
+        logits: float32 tensor ``(n_images, n_classes)`` on the CPU, columns in label order.
+        impaths: each image's path relative to the dataset's image folder, as in the split file.
+        accuracy / macro_f1: in percent.
+    """
+
+    labels: list[int]
+    preds: list[int]
+    logits: torch.Tensor
+    impaths: list[str]
+    accuracy: float
+    macro_f1: float
+
+    @property
+    def n_images(self) -> int:
+        """Number of evaluated images."""
+        return len(self.labels)
+
+
+def accuracy(labels: Sequence[int], preds: Sequence[int]) -> float:
+    """100 x correct / total (micro accuracy over all images)."""
+    if not labels:
+        raise ValueError("accuracy of an empty set of predictions")
+    correct = sum(int(t == p) for t, p in zip(labels, preds, strict=True))
+    return 100.0 * correct / len(labels)
+
+
+def macro_f1(labels: Sequence[int], preds: Sequence[int]) -> float:
+    """100 x mean F1 over the classes present in ``labels`` (sklearn's ``labels=unique(y_true)`` semantics).
+
+    Per class ``c``: F1 = 2 TP / (2 TP + FP + FN), which is the harmonic mean of precision and recall, and 0 when
+    TP = 0 (sklearn's value with ``zero_division``). A prediction of a class absent from ``labels`` is a false
+    negative of the true class and a false positive of a class that is not averaged, as in sklearn.
+    """
+    if not labels:
+        raise ValueError("macro-F1 of an empty set of predictions")
+    pairs = list(zip(labels, preds, strict=True))
+    scores = []
+    for cls in sorted(set(labels)):
+        tp = sum(1 for t, p in pairs if t == cls and p == cls)
+        fp = sum(1 for t, p in pairs if t != cls and p == cls)
+        fn = sum(1 for t, p in pairs if t == cls and p != cls)
+        scores.append(2.0 * tp / (2 * tp + fp + fn))
+    return 100.0 * sum(scores) / len(scores)
+
+
+def split_items(task_data: object, split: str) -> list:
+    """The items of ``split`` of a ``TaskData``; an unknown or empty split is a ``DataError``."""
+    if split not in SPLITS:
+        raise DataError(f"unknown split {split!r}: expected one of {', '.join(SPLITS)}")
+    items = list(getattr(task_data, split))
+    if not items:
+        raise DataError(f"dataset {getattr(task_data, 'dataset', '?')}: the {split} split has no images")
+    return items
+
+
+@torch.no_grad()
+def split_features(
+    backbone: Backbone, task_data: object, split: str, batch_size: int = 100, num_workers: int = 0
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """L2-normalised float32 image features ``(n, embed_dim)`` (on the backbone's device) and labels ``(n,)``.
+
+    Images are read in split order with the backbone's test transform (resize the shorter side, centre crop).
+    """
+    from harness.data import ImageDataset, build_transform  # lazy: keeps the engine importable on its own
+
+    items = split_items(task_data, split)
+    dataset = ImageDataset(items, task_data.image_dir, build_transform(backbone.preprocessing, train=False))
+    loader = DataLoader(
+        dataset,
+        batch_size=batch_size,
+        shuffle=False,
+        num_workers=num_workers,
+        pin_memory=backbone.device.type == "cuda",
+    )
+    features, labels = [], []
+    for images, batch_labels, _ in loader:
+        features.append(backbone.encode_images(images))
+        labels.append(batch_labels)
+    return torch.cat(features), torch.cat(labels)
+
+
+@torch.no_grad()
+def evaluate(
+    method: Method, backbone: Backbone, task_data: object, split: str = "test", batch_size: int = 100,
+    num_workers: int = 0,
+) -> EvalResult:
+    """Evaluate ``method`` on one split of ``task_data``.
+
+    Args:
+        method: a method whose classes are set (``set_classes``) to ``task_data.classnames``.
+        backbone: the frozen backbone the method was built on.
+        task_data: a ``harness.data.TaskData``.
+        split: ``test`` (default), ``val`` or ``train``.
+        batch_size: images per batch, for image encoding and for the method's forward.
+        num_workers: DataLoader worker processes.
+
+    Returns:
+        Labels, predictions, logits and image paths in split order, with accuracy and macro-F1 in percent.
+    """
+    items = split_items(task_data, split)
+    features, labels = split_features(backbone, task_data, split, batch_size, num_workers)
+    method.eval()
+    method.prepare_eval()
+    logits = torch.cat([method(features[i : i + batch_size]).float().cpu() for i in range(0, len(features), batch_size)])
+    if logits.shape != (len(items), len(method.classnames)):
+        raise DataError(
+            f"method {method.name!r} returned logits of shape {tuple(logits.shape)}; expected "
+            f"({len(items)}, {len(method.classnames)})"
+        )
+    label_list = labels.tolist()
+    preds = logits.argmax(dim=1).tolist()
+    return EvalResult(
+        labels=label_list,
+        preds=preds,
+        logits=logits,
+        impaths=[item.impath for item in items],
+        accuracy=accuracy(label_list, preds),
+        macro_f1=macro_f1(label_list, preds),
+    )
