@@ -1,0 +1,1 @@
+"""Fixture folders in the exact on-disk layouts of the 15 CoOp datasets (see ``builders.FIXTURES``)."""
