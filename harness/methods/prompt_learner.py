@@ -54,20 +54,12 @@ def check_backbone(backbone: Backbone) -> None:
         raise HarnessError(f"backbone {backbone.name!r} has no text projection; CoOp/CoCoOp need one")
 
 
-def parameter_dtype(config: MethodConfig, backbone: Backbone) -> torch.dtype:
-    """The dtype of the prompt parameters: float16 only in the official pure-fp16 mode, else float32.
+def parameter_dtype(backbone: Backbone) -> torch.dtype:
+    """The dtype of the prompt parameters: float16 only on a pure-fp16 backbone (the official mode), else float32.
 
-    Raises:
-        ConfigError: for ``precision=fp16`` with a backbone that is not in float16.
+    Mixed precision (``amp`` autocast, ``bf16`` weights) keeps the learned prompts in float32.
     """
-    if config.precision != "fp16":
-        return torch.float32
-    if backbone.dtype != torch.float16:
-        raise ConfigError(
-            f"precision=fp16 (the official pure-fp16 mode) needs a backbone loaded in float16, "
-            f"got {backbone.dtype}; load it with --precision fp16"
-        )
-    return torch.float16
+    return torch.float16 if backbone.precision == "fp16" else torch.float32
 
 
 class PromptLearner(nn.Module):
@@ -81,7 +73,7 @@ class PromptLearner(nn.Module):
     def __init__(self, backbone: Backbone, config: MethodConfig, *, conditional: bool) -> None:
         super().__init__()
         self.backbone = [backbone]  # a list, so the frozen CLIP is not registered as a submodule
-        self.dtype = parameter_dtype(config, backbone)
+        self.dtype = parameter_dtype(backbone)
         self.class_token_position = "end" if conditional else config.class_token_position
         self.csc = bool(config.csc) and not conditional
         self.truncate = bool(config.truncate_prompts)
