@@ -46,6 +46,10 @@ class EvalResult:
         """Number of evaluated images."""
         return len(self.labels)
 
+    def metrics(self) -> dict[str, float]:
+        """The metrics as records name them."""
+        return {"accuracy": self.accuracy, "macro_f1": self.macro_f1}
+
 
 def accuracy(labels: Sequence[int], preds: Sequence[int]) -> float:
     """100 x correct / total (micro accuracy over all images)."""
@@ -131,8 +135,13 @@ def evaluate(
     items = split_items(task_data, split)
     features, labels = split_features(backbone, task_data, split, batch_size, num_workers)
     method.eval()
+    # Methods whose prompts depend on the dataset's identity (zero-shot ensemble on ImageNet) learn it here.
+    set_dataset = getattr(method, "set_dataset", None)
+    if callable(set_dataset):
+        set_dataset(task_data.dataset)
     method.prepare_eval()
-    logits = torch.cat([method(features[i : i + batch_size]).float().cpu() for i in range(0, len(features), batch_size)])
+    batches = range(0, len(features), batch_size)
+    logits = torch.cat([method(features[i : i + batch_size]).float().cpu() for i in batches])
     if logits.shape != (len(items), len(method.classnames)):
         raise DataError(
             f"method {method.name!r} returned logits of shape {tuple(logits.shape)}; expected "

@@ -86,12 +86,16 @@ class ZeroshotCLIP(Method):
             return [self.template]
         return ensemble_templates(self.config.templates, self.template, self.dataset)
 
-    def set_classes(self, classnames: Sequence[str], template: str, dataset: str | None = None) -> None:
-        """Set the classes and template; ``dataset`` (registry name) matters only for ImageNet's ensemble."""
+    def set_classes(self, classnames: Sequence[str], template: str) -> None:
+        """Set the classes and the dataset's template; the text features are computed by ``prepare_eval``."""
         super().set_classes(classnames, template)
-        if dataset is not None:
+        self.text_features = None
+
+    def set_dataset(self, dataset: str) -> None:
+        """The registry name of the evaluated dataset (the ensemble drops its own template on ImageNet only)."""
+        if dataset != self.dataset:
             self.dataset = dataset
-        self.text_features = None  # recomputed for the new classes by ``prepare_eval``
+            self.text_features = None
 
     def prepare_eval(self) -> None:
         """Encode the class prompts once."""
