@@ -76,7 +76,10 @@ def test_test_only_sets_ignore_shots_and_subsample(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(
     ("meta", "expected"),
-    [("Tesla Model S Sedan 2012", "2012 Tesla Model S Sedan"), ("AM General Hummer SUV 2000", "2000 AM General Hummer SUV")],
+    [
+        ("Tesla Model S Sedan 2012", "2012 Tesla Model S Sedan"),
+        ("AM General Hummer SUV 2000", "2000 AM General Hummer SUV"),
+    ],
 )
 def test_car_year_moves_to_front(meta: str, expected: str) -> None:
     assert car_classname(meta) == expected
