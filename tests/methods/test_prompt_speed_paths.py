@@ -1,0 +1,76 @@
+"""The fast paths give the official numbers: truncated prompts, cached eval text features, batched CoCoOp."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from harness.config import MethodConfig
+from harness.methods import build_method
+from harness.methods.cocoop import images_per_chunk
+
+CLASSNAMES = ["dog", "sea lion", "a rather long class name with many words", "cat"]
+
+
+def images(backbone, n: int) -> torch.Tensor:
+    return F.normalize(torch.randn(n, backbone.embed_dim, generator=torch.Generator().manual_seed(2)), dim=-1)
+
+
+@pytest.mark.parametrize("position", ["end", "middle", "front"])
+def test_truncated_and_full_length_text_features_are_equal(tiny_backbone, position: str) -> None:
+    config = MethodConfig(method="coop", n_ctx=6, class_token_position=position)
+    short = build_method("coop", tiny_backbone, config, CLASSNAMES, "{}")
+    full_config = dataclasses.replace(config, truncate_prompts=False)
+    full = build_method("coop", tiny_backbone, full_config, CLASSNAMES, "{}")
+    full.load_learned_state(short.learned_state())
+    assert short.prompt_learner.seq_len < full.prompt_learner.seq_len == tiny_backbone.context_length
+    with torch.no_grad():
+        torch.testing.assert_close(short.text_features(), full.text_features(), rtol=1e-5, atol=1e-5)
+
+
+def test_eval_text_features_are_cached_and_training_recomputes(tiny_backbone) -> None:
+    method = build_method("coop", tiny_backbone, MethodConfig(method="coop", n_ctx=4), CLASSNAMES, "{}")
+    x = images(tiny_backbone, 3)
+    method.prepare_eval()
+    assert method._text_cache is not None
+    before = method(x)
+    with torch.no_grad():
+        method.prompt_learner.ctx.add_(1.0)
+    torch.testing.assert_close(method(x), before)  # eval mode reuses the features of prepare_eval
+    method.train()
+    assert method._text_cache is None
+    after = method(x)
+    assert after.requires_grad and not torch.allclose(after, before)
+
+
+@pytest.mark.parametrize("max_prompts", [0, 4, 8, 1000])
+def test_batched_cocoop_equals_the_per_image_loop(tiny_backbone, max_prompts: int) -> None:
+    config = MethodConfig(method="cocoop", n_ctx=4, ctx_init="a photo of a", max_prompts_per_chunk=max_prompts)
+    torch.manual_seed(0)
+    method = build_method("cocoop", tiny_backbone, config, CLASSNAMES, "{}")
+    x = images(tiny_backbone, 5)
+    with torch.no_grad():
+        torch.testing.assert_close(method(x), method.forward_per_image(x), rtol=1e-5, atol=1e-5)
+
+
+def test_batched_cocoop_gradients_equal_the_per_image_loop(tiny_backbone) -> None:
+    config = MethodConfig(method="cocoop", n_ctx=4, max_prompts_per_chunk=8)
+    torch.manual_seed(0)
+    method = build_method("cocoop", tiny_backbone, config, CLASSNAMES, "{}").train()
+    x, labels = images(tiny_backbone, 3), torch.tensor([0, 2, 3])
+    grads = []
+    for forward in (method.forward, method.forward_per_image):
+        method.zero_grad()
+        F.cross_entropy(forward(x), labels).backward()
+        grads.append([p.grad.clone() for p in method.trainable_parameters()])
+    for batched, looped in zip(*grads):
+        torch.testing.assert_close(batched, looped, rtol=1e-4, atol=1e-6)
+
+
+def test_images_per_chunk() -> None:
+    assert images_per_chunk(10, 20, 25) == 2
+    assert images_per_chunk(1000, 20, 5) == 1  # never less than one image, as the official loop
+    assert images_per_chunk(100, 8, 0) >= 1
