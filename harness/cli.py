@@ -15,6 +15,9 @@ from harness import __version__
 from harness.errors import HarnessError
 
 COMMAND_MODULES = (
+    "harness.commands.run",
+    "harness.commands.table",
+    "harness.commands.plot",
     "harness.commands.eval",
     "harness.commands.ls",
     "harness.commands.data",

@@ -1,1 +1,8 @@
-"""executors."""
+"""Executors: where the runs of a plan execute (registered in ``EXECUTORS``; see ``harness.executors.base``)."""
+
+from __future__ import annotations
+
+from harness.executors.base import Executor, ProgressDisplay, build_executor, execute_with_retries
+from harness.executors.local import LocalExecutor
+
+__all__ = ["Executor", "LocalExecutor", "ProgressDisplay", "build_executor", "execute_with_retries"]

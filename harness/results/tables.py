@@ -51,7 +51,8 @@ def compares_to_published(model: str) -> bool:
     return "vitb16" in "".join(ch for ch in model.lower() if ch.isalnum())
 
 
-def _method_rank(method: str) -> tuple[int, str]:
+def method_rank(method: str) -> tuple[int, str]:
+    """Sort key of methods: CLIP, CLIP (ensemble), CoOp, CoCoOp, then others by name."""
     return (METHOD_ORDER.index(method), method) if method in METHOD_ORDER else (len(METHOD_ORDER), method)
 
 
@@ -111,7 +112,7 @@ def _leaderboard_row(row: pd.Series, protocol: str, kind: str, display: Mapping[
         "shots": pd.NA if shots == NO_SEED else shots, "dataset": display.get(str(row["dataset"]), row["dataset"]),
         "seeds": int(row["n_seeds"]), "seeds_expected": int(row["n_expected"]),
         "status": "" if row["complete"] else str(row["note"]),
-        "_rank": (_method_rank(str(row["method"])), str(row["variant"])),
+        "_rank": (method_rank(str(row["method"])), str(row["variant"])),
     }
     if kind == "base2new":
         for part in ("base", "new", "hm"):
@@ -177,9 +178,9 @@ def to_markdown(table: pd.DataFrame, protocol: str) -> str:
     lines = [
         f"### {protocol}: top-1 accuracy (%)",
         "",
-        f"Mean ± std over seeds ({STD_LABEL}; the CSV also gives {CI95_LABEL}). {LEGENDS[kind]} "
-        f"Published: {reference.PUBLISHED_BACKBONE} numbers from the papers (shown for ViT-B/16 runs only); "
-        "Δ = ours − published. Seeds: present (/expected when incomplete).",
+        f"Mean ± std over seeds; {STD_LABEL}; the CSV also gives {CI95_LABEL}.",
+        f"{LEGENDS[kind]} Published: the papers' {reference.PUBLISHED_BACKBONE} numbers (shown for ViT-B/16 runs "
+        "only); Δ = ours − published. Seeds: present, /expected when incomplete.",
         "",
         "| " + " | ".join(headers) + " |",
         "|" + "|".join("---" for _ in headers) + "|",

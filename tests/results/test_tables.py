@@ -48,7 +48,7 @@ def test_markdown_shows_mean_std_seeds_and_status() -> None:
                   "markdown")
     lines = text.splitlines()
     assert lines[0] == "### base2new: top-1 accuracy (%)"
-    assert "ddof=0" in lines[2] and "H of the averaged base and new" in lines[2]
+    assert "ddof=0" in lines[2] and "H of the averaged base and new" in lines[3]
     dtd = next(line for line in lines if line.startswith("| CoCoOp | ViT-B-16.openai | DTD"))
     assert "72.00 ± 0.82" in dtd and "| 2/3 |" in dtd and "new: missing seed 3" in dtd
     average = next(line for line in lines if line.startswith("| CoCoOp | ViT-B-16.openai | Average"))

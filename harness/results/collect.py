@@ -1,0 +1,147 @@
+"""Read finished runs back from an output folder into a records DataFrame (the only I/O of the results code).
+
+Only runs with a ``DONE`` marker count; their ``spec.json`` adds the ``variant`` column (backbone plus any
+non-default preset, precision or ``--set``, so different settings never share a leaderboard row) and, for
+transfer protocols, the ``source`` dataset. ``expected_cells`` turns planned specs into the cells a
+complete leaderboard needs, so missing runs show up as incomplete rows.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+import pandas as pd
+
+from harness.engine.runner import DONE_NAME, RECORDS_NAME, SPEC_NAME
+from harness.errors import HarnessError
+from harness.protocols.spec import RunContext, RunSpec, model_slug, variant_suffix
+
+TRANSFER_PROTOCOLS = ("cross_dataset", "domain_generalization")
+
+
+def spec_variant(spec: RunSpec) -> str:
+    """The variant label of a run: its backbone slug plus the suffix of non-default settings."""
+    context = RunContext(spec.model, spec.pretrained, None, spec.device, spec.precision, spec.overrides)
+    return model_slug(spec.model, spec.pretrained) + variant_suffix(context, spec.preset, spec.method)
+
+
+def read_spec(folder: Path) -> RunSpec:
+    """The ``RunSpec`` stored in a run folder."""
+    path = folder / SPEC_NAME
+    try:
+        return RunSpec.from_dict(json.loads(path.read_text(encoding="utf-8")))
+    except (OSError, ValueError, TypeError, KeyError) as exc:
+        raise HarnessError(f"{path}: not a readable run spec ({exc})") from exc
+
+
+def run_folders(out_dir: Path, protocol: str) -> list[Path]:
+    """The run folders of ``protocol`` under ``out_dir`` (finished or not), sorted by name."""
+    base = Path(out_dir) / protocol
+    return sorted(p for p in base.iterdir() if (p / SPEC_NAME).is_file()) if base.is_dir() else []
+
+
+def protocols_in(out_dir: Path) -> list[str]:
+    """Protocols with at least one run folder under ``out_dir``."""
+    root = Path(out_dir)
+    if not root.is_dir():
+        raise HarnessError(f"runs folder {root} does not exist")
+    return sorted(p.name for p in root.iterdir() if p.is_dir() and run_folders(root, p.name))
+
+
+def _read_jsonl(path: Path) -> list[dict[str, object]]:
+    rows = []
+    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        if line.strip():
+            try:
+                rows.append(json.loads(line))
+            except json.JSONDecodeError as exc:
+                raise HarnessError(f"{path}:{number}: corrupt record ({exc})") from exc
+    return rows
+
+
+def load_records(out_dir: Path, protocol: str, run_keys: Iterable[str] | None = None) -> pd.DataFrame:
+    """All records of the finished runs of ``protocol`` (optionally only ``run_keys``), in run-folder order."""
+    wanted = set(run_keys) if run_keys is not None else None
+    rows = []
+    for folder in run_folders(out_dir, protocol):
+        if not (folder / DONE_NAME).is_file() or (wanted is not None and folder.name not in wanted):
+            continue
+        spec = read_spec(folder)
+        for row in _read_jsonl(folder / RECORDS_NAME):
+            row["variant"] = spec_variant(spec)
+            row["source"] = spec.evals[0].dataset if spec.protocol in TRANSFER_PROTOCOLS else None
+            rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def load_specs(out_dir: Path, protocol: str) -> list[RunSpec]:
+    """The specs of every run folder of ``protocol`` (finished or not)."""
+    return [read_spec(folder) for folder in run_folders(out_dir, protocol)]
+
+
+def expected_cells(specs: Sequence[RunSpec]) -> pd.DataFrame:
+    """The (method, variant, dataset, subsample, shots, seed) cells the planned ``specs`` will produce."""
+    rows = [
+        {"method": spec.method, "variant": spec_variant(spec), "dataset": evaluation.dataset,
+         "subsample": evaluation.subsample, "shots": spec.shots, "seed": spec.seed}
+        for spec in specs for evaluation in spec.evals
+    ]
+    return pd.DataFrame(rows, columns=["method", "variant", "dataset", "subsample", "shots", "seed"])
+
+
+def source_of(specs: Sequence[RunSpec]) -> str | None:
+    """The source dataset of transfer-protocol specs (the first evaluation), if they agree on one."""
+    sources = {spec.evals[0].dataset for spec in specs if spec.protocol in TRANSFER_PROTOCOLS and spec.evals}
+    return sources.pop() if len(sources) == 1 else None
+
+
+
+def dataset_display_and_order() -> tuple[dict[str, str], list[str]]:
+    """Display names from the dataset cards, and every registered dataset in the papers' order."""
+    from harness.protocols.selection import dataset_order_key, load_card_infos
+
+    infos = load_card_infos()
+    return {i.name: i.display_name for i in infos}, sorted((i.name for i in infos), key=dataset_order_key)
+
+
+def protocol_table(specs: Sequence[RunSpec], out_dir: Path, fmt: str = "markdown") -> str:
+    """The leaderboard of the planned ``specs`` (their protocol) from the finished runs under ``out_dir``."""
+    from harness.results.tables import leaderboard, render
+
+    if not specs:
+        raise HarnessError("empty plan: nothing to tabulate")
+    protocol = specs[0].protocol
+    records = load_records(out_dir, protocol, [spec.run_key for spec in specs])
+    display, order = dataset_display_and_order()
+    if records.empty:
+        return f"no finished runs of {protocol} under {out_dir}\n"
+    table = leaderboard(records, protocol, expected=expected_cells(specs), display=display, order=order,
+                        source=source_of(specs))
+    return render(table, protocol, fmt)
+
+
+def folder_table(out_dir: Path, protocol: str, fmt: str = "markdown") -> str:
+    """The leaderboard of every run of ``protocol`` under ``out_dir``; unfinished run folders count as missing."""
+    specs = load_specs(out_dir, protocol)
+    if not specs:
+        raise HarnessError(f"no runs of protocol {protocol} under {out_dir}")
+    return protocol_table(specs, out_dir, fmt)
+
+
+def format_plan(specs: Sequence[RunSpec], out_dir: Path) -> str:
+    """The plan as text: one line per run (done or to run), then the totals."""
+    from harness.engine.runner import is_done
+
+    lines = []
+    for spec in specs:
+        state = "done" if is_done(spec, out_dir) else "todo"
+        evals = ", ".join(f"{e.dataset}:{e.subsample}" for e in spec.evals)
+        training = "no training"
+        if spec.trainable:
+            training = f"train {spec.train_dataset}:{spec.train_subsample} {spec.shots} shots seed {spec.seed}"
+        lines.append(f"{state}  {spec.protocol}/{spec.run_key}  [{spec.preset}; {training}; eval {evals}]")
+    todo = sum(1 for line in lines if line.startswith("todo"))
+    lines.append(f"{len(specs)} runs, {len(specs) - todo} done, {todo} to run (output: {out_dir})")
+    return "\n".join(lines) + "\n"
