@@ -19,6 +19,7 @@ COMMAND_MODULES = (
     "harness.commands.table",
     "harness.commands.plot",
     "harness.commands.eval",
+    "harness.commands.train",
     "harness.commands.ls",
     "harness.commands.data",
 )
