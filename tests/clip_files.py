@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import warnings
 from pathlib import Path
 
 import open_clip
@@ -71,8 +72,10 @@ def save_openai_torchscript(model: torch.nn.Module, path: Path) -> Path:
         "encode_image": (torch.zeros(1, 3, size, size, dtype=torch.float16),),
         "encode_text": (torch.zeros(1, config["text_cfg"]["context_length"], dtype=torch.long),),
     }
-    traced = torch.jit.trace_module(half, inputs, check_trace=False)
-    torch.jit.save(traced, str(path))
+    with warnings.catch_warnings():  # tracer and deprecation warnings are expected here
+        warnings.simplefilter("ignore")
+        traced = torch.jit.trace_module(half, inputs, check_trace=False)
+        torch.jit.save(traced, str(path))
     return path
 
 
@@ -81,7 +84,7 @@ def truncated_bpe(path: Path, merges: int = 500) -> Path:
     with gzip.open(open_clip.tokenizer.default_bpe(), "rt", encoding="utf-8") as handle:
         lines = handle.read().split("\n")[: merges + 1]  # the first line is a version header
     with gzip.open(path, "wt", encoding="utf-8") as handle:
-        handle.write("\n".join(lines) + "\n")
+        handle.write("\n".join(lines))  # no trailing newline: it would add an empty merge to the vocabulary
     return path
 
 

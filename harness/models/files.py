@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import pickle
+import re
 import zipfile
 from collections.abc import Mapping
 from pathlib import Path
@@ -65,16 +66,26 @@ def _read_safetensors(path: Path) -> dict[str, torch.Tensor]:
         raise CheckpointError(f"{path}: not a readable safetensors file: {exc}") from None
 
 
+def _unpickler_reason(exc: Exception) -> str:
+    """The useful part of torch's weights-only error (its advice to retry with weights_only=False is dropped)."""
+    match = re.search(r"WeightsUnpickler error:\s*(.+?)(?:\n\s*\n|$)", str(exc), re.DOTALL)
+    reason = match.group(1) if match else str(exc)
+    return " ".join(reason.split())[:300]
+
+
 def _read_torch_file(path: Path) -> Any:
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
-        # weights_only refuses any global that is not tensor data; never retry with weights_only=False.
-        raise CheckpointError(
-            f"{path}: refused: the file holds Python objects other than tensors, and loading it would run code "
-            f"({str(exc).splitlines()[0] if str(exc) else 'unsafe pickle'}); save the weights as a plain state dict "
-            "or safetensors"
-        ) from None
+        reason = _unpickler_reason(exc)
+        if "global" in reason.lower() or "class" in reason.lower():
+            # weights_only refused an object that is not tensor data; never retry with weights_only=False.
+            raise CheckpointError(
+                f"{path}: refused: the file holds Python objects other than tensors, and loading it would run code "
+                f"({reason}); save the weights as a plain state dict or safetensors"
+            ) from None
+        raise CheckpointError(f"{path}: not a readable weights file (expected a torch.save state dict, a "
+                              f"TorchScript CLIP archive or safetensors): {reason}") from None
     except (RuntimeError, EOFError, OSError, ValueError, zipfile.BadZipFile) as exc:
         raise CheckpointError(
             f"{path}: not a readable weights file (expected a torch.save state dict, a TorchScript CLIP archive or "

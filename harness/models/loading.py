@@ -59,6 +59,13 @@ def resolve_precision(precision: str, device: torch.device) -> str:
     return precision
 
 
+def _is_open_clip_name(model: str) -> bool:
+    import open_clip
+
+    # The official names use a slash (ViT-B/16); open_clip's use a dash.
+    return model.replace("/", "-") in open_clip.list_models()
+
+
 def _looks_like_path(model: str) -> bool:
     return os.sep in model or model.startswith(".") or model.lower().endswith(WEIGHT_SUFFIXES)
 
@@ -79,7 +86,7 @@ def resolve_source(model: str, pretrained: str | None, model_config: str | None)
         return kind, LoadRequest(argument, pretrained, model_config)
     if model in BACKBONES and model != "open_clip":
         return model, LoadRequest(None, pretrained, model_config)
-    if _looks_like_path(model):
+    if _looks_like_path(model) and not _is_open_clip_name(model):
         check_readable_file(path)  # raises the "not found" CheckpointError with what to pass instead
     if model_config is not None:
         raise HarnessError(f"--model-config applies to weights files; {model!r} is not an existing file")
