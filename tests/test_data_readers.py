@@ -137,3 +137,30 @@ def test_missing_split_without_opt_in_is_an_error(tmp_path: Path) -> None:
     message = str(info.value)
     assert "drive.google.com/file/d/1501r8Ber4nNKvmlFVQZ8SeUHTcdTTEqs" in message
     assert "--generate-split" in message
+
+
+def test_embedded_dataset_reads_from_the_cache_after_ensure_world(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, isolated_cache: Path
+) -> None:
+    embedded = [n for n in DATASETS.names() if load_card(n).embedded]
+    if not embedded:
+        pytest.skip("no embedded dataset card yet (world engineer)")
+    import harness.world
+
+    card = load_card(embedded[0])
+    calls: list[Path] = []
+
+    def fake_ensure_world(root: Path) -> None:  # writes a tiny split_json layout where the card says
+        calls.append(root)
+        images = card.images_dir(root)
+        split = {"train": [], "val": [], "test": []}
+        for label, name in enumerate(["a", "b"]):
+            for split_name in split:
+                layouts.write_image(images / name / f"{split_name}.jpg")
+                split[split_name].append([f"{name}/{split_name}.jpg", label, name])
+        card.split_path(root).write_text(json.dumps(split))
+
+    monkeypatch.setattr(harness.world, "ensure_world", fake_ensure_world)
+    task = prepare_task_data(card.name, None)
+    assert calls == [isolated_cache / "embedded"]
+    assert task.image_dir == card.images_dir(isolated_cache / "embedded") and task.classnames == ["a", "b"]
