@@ -1,9 +1,9 @@
 """Evaluation: image features of a split, a method's logits over them, accuracy and macro-F1 as Dassl computes them.
 
-``split_features`` is the one place that turns (backbone, task data, split) into image features, so that a
-feature cache can be slotted in there without touching the evaluation loop. The metrics follow Dassl's
-``Classification`` evaluator (spec section 10): accuracy = 100 x correct / total over all images, and
-macro-F1 = 100 x the mean per-class F1 over the labels present in the ground truth (sklearn's
+``split_features`` is the one place that turns (backbone, task data, split) into image features; the shared
+on-disk feature cache (``harness.engine.feature_cache``) is slotted in there, outside the evaluation loop.
+The metrics follow Dassl's ``Classification`` evaluator (spec section 10): accuracy = 100 x correct / total
+over all images, and macro-F1 = 100 x the mean per-class F1 over the labels present in the ground truth (sklearn's
 ``f1_score(average="macro", labels=unique(y_true))``: a class that is predicted but absent from the ground
 truth does not count).
 """
@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import torch
 from torch.utils.data import DataLoader
 
+from harness.engine.feature_cache import FeatureCache, resolve_cache
 from harness.errors import DataError
 from harness.methods.base import Method
 from harness.models.backbone import Backbone
@@ -90,16 +91,36 @@ def split_items(task_data: object, split: str) -> list:
 
 @torch.no_grad()
 def split_features(
-    backbone: Backbone, task_data: object, split: str, batch_size: int = 100, num_workers: int = 0
+    backbone: Backbone, task_data: object, split: str, batch_size: int = 100, num_workers: int = 0,
+    cache: FeatureCache | bool = True,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """L2-normalised float32 image features ``(n, embed_dim)`` (on the backbone's device) and labels ``(n,)``.
 
     Images are read in split order with the backbone's test transform (resize the shorter side, centre crop).
+    ``cache``: ``True`` uses the shared on-disk feature cache (``harness.engine.feature_cache``), ``False``
+    encodes every image, or pass a ``FeatureCache``.
     """
-    from harness.data import ImageDataset, build_transform  # lazy: keeps the engine importable on its own
+    from harness.data import build_transform  # lazy: keeps the engine importable on its own
 
     items = split_items(task_data, split)
-    dataset = ImageDataset(items, task_data.image_dir, build_transform(backbone.preprocessing, train=False))
+    transform = build_transform(backbone.preprocessing, train=False)
+    store = resolve_cache(cache)
+    if store is None:
+        return encode_items(backbone, items, task_data.image_dir, transform, batch_size, num_workers)
+    return store.split_features(
+        backbone, task_data, split, items, transform,
+        lambda: encode_items(backbone, items, task_data.image_dir, transform, batch_size, num_workers),
+    )
+
+
+@torch.no_grad()
+def encode_items(
+    backbone: Backbone, items: list, image_dir: object, transform: object, batch_size: int, num_workers: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Encode ``items`` in order with ``transform``: features ``(n, embed_dim)`` and labels ``(n,)`` (no cache)."""
+    from harness.data import ImageDataset  # lazy: keeps the engine importable on its own
+
+    dataset = ImageDataset(items, image_dir, transform)
     loader = DataLoader(
         dataset,
         batch_size=batch_size,
@@ -117,7 +138,7 @@ def split_features(
 @torch.no_grad()
 def evaluate(
     method: Method, backbone: Backbone, task_data: object, split: str = "test", batch_size: int = 100,
-    num_workers: int = 0,
+    num_workers: int = 0, cache: FeatureCache | bool = True,
 ) -> EvalResult:
     """Evaluate ``method`` on one split of ``task_data``.
 
@@ -128,12 +149,14 @@ def evaluate(
         split: ``test`` (default), ``val`` or ``train``.
         batch_size: images per batch, for image encoding and for the method's forward.
         num_workers: DataLoader worker processes.
+        cache: the image-feature cache: ``True`` (default) the shared on-disk one, ``False`` none (see
+            ``split_features``).
 
     Returns:
         Labels, predictions, logits and image paths in split order, with accuracy and macro-F1 in percent.
     """
     items = split_items(task_data, split)
-    features, labels = split_features(backbone, task_data, split, batch_size, num_workers)
+    features, labels = split_features(backbone, task_data, split, batch_size, num_workers, cache)
     method.eval()
     # Methods whose prompts depend on the dataset's identity (zero-shot ensemble on ImageNet) learn it here.
     set_dataset = getattr(method, "set_dataset", None)
