@@ -29,6 +29,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         help="if the official split file is missing, generate a fresh random one (numbers not comparable)",
     )
     fewshot.add_argument("--split-seed", type=int, default=1, help="seed of a generated split (default 1)")
+    fewshot.add_argument(
+        "--from-official", nargs="?", const="", default=None, metavar="PKL",
+        help="record the selection of an official split_fewshot/shot_K-seed_S.pkl (read without running code; "
+        "default path: <dataset folder>/split_fewshot/shot_K-seed_S.pkl)",
+    )
     fewshot.set_defaults(func=run_fewshot)
 
     embedded = verbs.add_parser("make-embedded", help="generate the embedded world's datasets")
@@ -63,6 +68,12 @@ def run_fewshot(args: argparse.Namespace) -> int:
         raise DataError(f"{card.name} is test-only: it has no few-shot sampling (shots are ignored)")
     if args.shots < 1:
         raise DataError(f"--shots must be at least 1, got {args.shots}")
+    if args.from_official is not None:
+        from harness.data.official_pickle import import_official_fewshot
+
+        pickle_path = Path(args.from_official) if args.from_official else None
+        print(import_official_fewshot(card, args.data_root, args.shots, args.seed, pickle_path))
+        return 0
     task = prepare_task_data(
         args.dataset, args.data_root, shots=args.shots, seed=args.seed,
         generate_split=args.generate_split, split_seed=args.split_seed,
