@@ -156,7 +156,7 @@ def append_records(path: Path | str, records: Sequence[Mapping[str, Any]]) -> No
             lines.append((json.dumps(dict(record), allow_nan=False) + "\n").encode("utf-8"))
         except (TypeError, ValueError) as exc:
             raise HarnessError(f"record for {path} is not JSON-serialisable: {exc}") from None
-    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o644)  # read: to check the last byte
     try:
         _check_line_end(fd, path)
         for line in lines:
