@@ -224,9 +224,14 @@ def _train_and_evaluate(spec: RunSpec, out_dir: Path, progress: RunProgress, for
             if force:
                 _clear(folder)
             progress.stage(spec, f"training on {spec.train_dataset} ({config.max_epoch} epochs)")
-            train_method(method, backbone, task, config, folder, spec.seed, progress=_EpochRelay(spec, progress),
-                         run_info={"dataset": spec.train_dataset, "shots": spec.shots,
-                                   "subsample": spec.train_subsample})
+            result = train_method(method, backbone, task, config, folder, spec.seed,
+                                  progress=_EpochRelay(spec, progress),
+                                  run_info={"dataset": spec.train_dataset, "shots": spec.shots,
+                                            "subsample": spec.train_subsample})
+        if result.already_done:
+            progress.stage(spec, "training already finished: reusing its weights")
+        elif result.resumed_from_epoch:
+            progress.stage(spec, f"trained (resumed from epoch {result.resumed_from_epoch})")
     records: list[dict[str, Any]] = []
     for evaluation in spec.evals:
         progress.stage(spec, f"evaluating {evaluation.dataset} ({evaluation.subsample})")

@@ -101,14 +101,13 @@ def model_slug(model: str, pretrained: str | None) -> str:
     return re.sub(r"[^A-Za-z0-9._+-]", "_", slug)
 
 
-def variant_suffix(context: RunContext, preset: str, method: str) -> str:
-    """``""`` for the default variant, else ``-v<8 hex>`` hashing the preset, precision and ``--set`` overrides.
+def variant_suffix(context: RunContext) -> str:
+    """``""`` for the default settings, else ``-v<8 hex>`` hashing the precision and ``--set`` overrides.
 
-    Runs that differ in any of these must not share a folder (a finished run is skipped by key).
+    Runs that differ in these must not share a folder (a finished run is skipped by key). The preset is not
+    part of it: it follows from the method and the protocol.
     """
     variant: dict[str, Any] = {}
-    if preset != method:
-        variant["preset"] = preset
     if context.precision != "auto":
         variant["precision"] = context.precision
     if context.overrides:
@@ -125,4 +124,4 @@ def build_run_key(method: MethodChoice, context: RunContext, dataset_part: str, 
     shots_part = "allshots" if shots is None else f"{shots}shots"
     seed_part = "noseed" if seed is None else f"seed{seed}"
     parts = [method.name, model_slug(context.model, context.pretrained), dataset_part, shots_part, seed_part]
-    return "-".join(parts) + variant_suffix(context, method.preset, method.name)
+    return "-".join(parts) + variant_suffix(context)

@@ -22,9 +22,9 @@ TRANSFER_PROTOCOLS = ("cross_dataset", "domain_generalization")
 
 
 def spec_variant(spec: RunSpec) -> str:
-    """The variant label of a run: its backbone slug plus the suffix of non-default settings."""
+    """The variant label of a run: its backbone slug plus the suffix of non-default precision or ``--set``."""
     context = RunContext(spec.model, spec.pretrained, None, spec.device, spec.precision, spec.overrides)
-    return model_slug(spec.model, spec.pretrained) + variant_suffix(context, spec.preset, spec.method)
+    return model_slug(spec.model, spec.pretrained) + variant_suffix(context)
 
 
 def read_spec(folder: Path) -> RunSpec:

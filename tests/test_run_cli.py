@@ -1,0 +1,91 @@
+"""``harness run`` in-process on a tiny DTD folder: plan, skip finished runs, discard partial ones, --force,
+--dry-run, and ``harness table`` / ``harness plot`` over the run folder (zero-shot: no training, fast)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from clip_files import write_backbone_folder
+from data_fixtures import build_dtd_fixture
+
+from harness.cli import main
+from harness.engine.runner import execute_run
+from harness.errors import HarnessError
+from harness.protocols.build import make_plan
+from harness.protocols.spec import RunContext
+from harness.results.records import read_records
+
+
+@pytest.fixture(scope="module")
+def inputs(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    root = tmp_path_factory.mktemp("runcli")
+    return build_dtd_fixture(root / "data", n_classes=4, image_size=32), write_backbone_folder(root / "backbone")
+
+
+def args(inputs: tuple[Path, Path], out: Path, *extra: str) -> list[str]:
+    data_root, backbone = inputs
+    return ["run", "--method", "zeroshot", "--protocol", "base2new", "--datasets", "dtd", "--data-root",
+            str(data_root), "--model", str(backbone), "--out", str(out), *extra]
+
+
+def test_run_then_rerun_skips_and_prints_the_table(inputs: tuple[Path, Path], tmp_path: Path,
+                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "runs"
+    assert main(args(inputs, out)) == 0
+    first = capsys.readouterr()
+    assert "1 runs planned, 0 already done, 1 to run" in first.err
+    assert "| CLIP | backbone | DTD |" in first.out and "| CLIP | backbone | Average |" in first.out
+    folder = out / "base2new" / "zeroshot-backbone-dtd-base2new-allshots-noseed"
+    records = read_records(folder / "records.jsonl")
+    assert [(r["subsample"], r["metric"]) for r in records] == [
+        ("base", "accuracy"), ("base", "macro_f1"), ("new", "accuracy"), ("new", "macro_f1")]
+    assert records[0]["seed"] is None and records[0]["n_images"] == 2 * 3
+    stamp = (folder / "DONE").stat().st_mtime_ns
+    assert main(args(inputs, out)) == 0
+    assert "1 already done, 0 to run" in capsys.readouterr().err
+    assert (folder / "DONE").stat().st_mtime_ns == stamp
+    assert main(args(inputs, out, "--force")) == 0
+    assert (folder / "DONE").stat().st_mtime_ns != stamp
+    assert len(read_records(folder / "records.jsonl")) == 4
+    capsys.readouterr()
+
+    assert main(["table", "--runs", str(out), "--format", "csv"]) == 0
+    csv_text = capsys.readouterr().out
+    assert csv_text.splitlines()[0].startswith("method,model,shots,dataset,base,base_std")
+    assert main(["plot", "--runs", str(out), "--out", str(tmp_path / "figures")]) == 0
+    assert (tmp_path / "figures" / "base2new.png").stat().st_size > 1000
+
+
+def test_unfinished_run_is_redone_and_its_partial_records_discarded(inputs: tuple[Path, Path], tmp_path: Path) -> None:
+    data_root, backbone = inputs
+    context = RunContext(model=str(backbone), data_root=str(data_root))
+    spec = make_plan("base2new", "zeroshot", datasets=["dtd"], seeds=[1], shots=None, context=context)[0]
+    folder = tmp_path / "base2new" / spec.run_key
+    folder.mkdir(parents=True)
+    (folder / "records.jsonl").write_text('{"run_key": "half-writ')  # a killed attempt's leftovers
+    (folder / ".records.jsonl.123.tmp").write_text("junk")
+    outcome = execute_run(spec, tmp_path)
+    assert outcome.status == "done" and outcome.n_records == 4
+    assert len(read_records(folder / "records.jsonl")) == 4
+    assert not list(folder.glob("*.tmp")) and (folder / "DONE").is_file()
+    assert execute_run(spec, tmp_path).status == "skipped"
+
+
+def test_dry_run_prints_the_plan(inputs: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    data_root, backbone = inputs
+    assert main(["run", "--method", "coop", "--protocol", "few_shot", "--datasets", "dtd", "--data-root",
+                 str(data_root), "--model", str(backbone), "--seeds", "1,2", "--out", str(tmp_path), "--dry-run"]) == 0
+    text = capsys.readouterr().out
+    assert "todo  few_shot/coop-backbone-dtd-all-1shots-seed1  [coop_fewshot; train dtd:all 1 shots seed 1" in text
+    assert text.splitlines()[-1].startswith("10 runs, 0 done, 10 to run")
+    assert not (tmp_path / "few_shot").exists()
+
+
+def test_bad_choices_are_clear_errors(inputs: tuple[Path, Path], tmp_path: Path) -> None:
+    with pytest.raises(HarnessError, match="unknown protocol 'base2nw'. Did you mean base2new"):
+        make_plan("base2nw", "coop", datasets=None, seeds=[1], shots=None, context=RunContext(data_root="/x"))
+    with pytest.raises(HarnessError, match="imagenet_a not used by protocol base2new"):
+        make_plan("base2new", "coop", datasets=["imagenet_a"], seeds=[1], shots=None,
+                  context=RunContext(data_root="/x"))
+    assert main(args(inputs, tmp_path, "--jobs", "0")) == 2
