@@ -100,3 +100,14 @@ def test_make_embedded_calls_make_world(tmp_path: Path, monkeypatch: pytest.Monk
     assert main(["data", "make-embedded"]) == 0
     assert calls == [(tmp_path / "w", True), (isolated_cache / "embedded", False)]
     assert capsys.readouterr().out.split() == [str(tmp_path / "w"), str(isolated_cache / "embedded")]
+
+
+def test_check_verify_images_names_corrupt_files(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    root = build_dtd_fixture(tmp_path / "data")
+    (root / "dtd" / "images" / "braided" / "braided_0005.jpg").write_bytes(b"\xff\xd8\xff\xe0 truncated")
+    args = ["data", "check", "--data-root", str(root), "--dataset", "dtd"]
+    assert main(args) == 0  # the layout is complete; decoding is only checked on request
+    capsys.readouterr()
+    assert main([*args, "--verify-images"]) == 1
+    out = capsys.readouterr().out
+    assert "problem: 1 image(s) cannot be decoded (corrupt or truncated): braided/braided_0005.jpg" in out

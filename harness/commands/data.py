@@ -17,6 +17,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     check = verbs.add_parser("check", help="report per dataset whether the layout is complete and the split sizes")
     check.add_argument("--data-root", type=Path, required=True, help="folder holding the dataset folders")
     check.add_argument("--dataset", action="append", help="dataset to check (repeatable; default: every real one)")
+    check.add_argument("--verify-images", action="store_true", help="also decode every image (slow on real data)")
     check.set_defaults(func=run_check)
 
     fewshot = verbs.add_parser("fewshot", help="write (or reuse) the few-shot index of a dataset, shots and seed")
@@ -50,7 +51,7 @@ def run_check(args: argparse.Namespace) -> int:
 
     names = args.dataset or [n for n in DATASETS.names() if not load_card(n).embedded]
     cards = [load_card(name) for name in names]
-    reports = [check_dataset(card, args.data_root) for card in cards]
+    reports = [check_dataset(card, args.data_root, args.verify_images) for card in cards]
     print("\n".join(format_check(report) for report in reports))
     incomplete = [r.card.name for r in reports if not r.complete]
     print(f"\n{len(reports) - len(incomplete)}/{len(reports)} complete" + (

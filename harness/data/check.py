@@ -51,8 +51,32 @@ def _required_paths(card: DatasetCard, root: Path) -> list[tuple[Path, str]]:
     return needed
 
 
-def check_dataset(card: DatasetCard, data_root: Path) -> DatasetCheck:
-    """Check one dataset under ``data_root``: needed files, images listed by the split, split sizes."""
+def _undecodable(raw_splits: dict[str, list], image_dir: Path) -> list[str]:
+    """Relative paths of the existing images PIL cannot fully decode (corrupt or truncated)."""
+    from harness.data.image_dataset import load_image
+
+    bad, seen = [], set()
+    for items in raw_splits.values():
+        for item in items:
+            path = image_dir / item.impath
+            if item.impath in seen or not path.is_file():
+                continue
+            seen.add(item.impath)
+            try:
+                load_image(path)
+            except DataError:
+                bad.append(item.impath)
+    return bad
+
+
+def check_dataset(card: DatasetCard, data_root: Path, verify_images: bool = False) -> DatasetCheck:
+    """Check one dataset under ``data_root``: needed files, images listed by the split, split sizes.
+
+    Args:
+        card: the dataset's card.
+        data_root: folder holding the dataset folders.
+        verify_images: also decode every listed image and report the corrupt or truncated ones (slow).
+    """
     report = DatasetCheck(card, card.dataset_dir(data_root))
     for path, why in _required_paths(card, data_root):
         if not path.exists():
@@ -74,6 +98,11 @@ def check_dataset(card: DatasetCard, data_root: Path) -> DatasetCheck:
         if absent:
             shown = ", ".join(absent[:SHOW_MISSING]) + (", ..." if len(absent) > SHOW_MISSING else "")
             report.missing.append(f"{len(absent)} {split} image(s) listed in {raw.source} under {image_dir}: {shown}")
+    if verify_images:
+        bad = _undecodable(raw.as_dict(), image_dir)
+        if bad:
+            shown = ", ".join(bad[:SHOW_MISSING]) + (", ..." if len(bad) > SHOW_MISSING else "")
+            report.problems.append(f"{len(bad)} image(s) cannot be decoded (corrupt or truncated): {shown}")
     if card.split_sha256 and card.split_sha256 != raw.split_sha256:
         report.problems.append(f"{raw.source} has sha256 {raw.split_sha256}, the card pins {card.split_sha256}")
     return report
