@@ -11,6 +11,7 @@ import pytest
 from clip_files import make_openai_clip, save_openai_torchscript
 from data_fixtures import build_dtd_fixture
 
+from harness.cli import main
 from harness.engine.evaluate import accuracy, macro_f1
 from harness.paths import REPO_DIR
 from harness.results.records import read_records
@@ -55,13 +56,12 @@ def test_eval_zeroshot_on_openai_file(tmp_path):
     assert record["backbone"] == "ViT-T-8.pt" and record["n_images"] == 12 and record["precision"] == "fp32"
 
 
-@pytest.mark.slow
-def test_eval_error_is_reported_without_traceback(tmp_path):
+def test_eval_error_is_reported_without_traceback(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("HARNESS_CACHE", str(tmp_path / "cache"))
     data_root = build_dtd_fixture(tmp_path / "data")
-    completed = run_harness("eval", "--method", "zeroshot", "--model", str(tmp_path / "missing.pt"),
-                            "--data-root", str(data_root), "--dataset", "dtd", "--out", str(tmp_path / "out"),
-                            cache=tmp_path / "cache")
-    assert completed.returncode == 2
-    assert completed.stderr.startswith("error: ") and "weights file not found" in completed.stderr
-    assert "Traceback" not in completed.stderr
+    status = main(["eval", "--method", "zeroshot", "--model", str(tmp_path / "missing.pt"), "--data-root",
+                   str(data_root), "--dataset", "dtd", "--out", str(tmp_path / "out")])
+    assert status == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and "weights file not found" in err and "Traceback" not in err
     assert not (tmp_path / "out" / "records.jsonl").exists()
