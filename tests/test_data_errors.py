@@ -145,3 +145,10 @@ def test_bad_pets_annotation_when_generating(tmp_path: Path) -> None:
 def test_unknown_subsample(tmp_path: Path) -> None:
     with pytest.raises(DataError, match="unknown subsample 'old'"):
         prepare_task_data("dtd", build_dtd_fixture(tmp_path), subsample="old")
+
+
+def test_label_with_two_class_names(tmp_path: Path) -> None:
+    root = build_dtd_fixture(tmp_path)
+    _edit_split(root, lambda d: d["val"][0].__setitem__(2, "stripy"))
+    with pytest.raises(DataError, match="val image banded/banded_0005.jpg has label 0 named 'stripy', but train names"):
+        prepare_task_data("dtd", root)

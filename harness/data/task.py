@@ -74,17 +74,23 @@ def _sample(card: DatasetCard, raw_train: list[Datum], raw_val: list[Datum], sho
 
 
 def _check_labels(train: list[Datum], others: dict[str, list[Datum]], source: str) -> list[str]:
+    """Class names from train; every label in range and always paired with the same class name."""
     try:
         classnames = classnames_from_items(train)
     except ValueError as exc:
         raise DataError(f"{source}: train {exc}") from exc
-    for name, items in others.items():
-        bad = next((item for item in items if not 0 <= item.label < len(classnames)), None)
-        if bad is not None:
-            raise DataError(
-                f"{source}: {name} image {bad.impath} has label {bad.label}, "
-                f"but train has classes 0..{len(classnames) - 1}"
-            )
+    for name, items in {"train": train, **others}.items():
+        for item in items:
+            if not 0 <= item.label < len(classnames):
+                raise DataError(
+                    f"{source}: {name} image {item.impath} has label {item.label}, "
+                    f"but train has classes 0..{len(classnames) - 1}"
+                )
+            if item.classname != classnames[item.label]:
+                raise DataError(
+                    f"{source}: {name} image {item.impath} has label {item.label} named {item.classname!r}, "
+                    f"but train names that label {classnames[item.label]!r}"
+                )
     return classnames
 
 
