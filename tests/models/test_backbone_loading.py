@@ -25,7 +25,7 @@ from safetensors.torch import save_file
 from harness.config import MethodConfig
 from harness.errors import HarnessError
 from harness.methods.zeroshot import ZeroshotCLIP
-from harness.models import load_backbone
+from harness.models import Preprocessing, load_backbone
 from harness.registries import BACKBONES
 
 CLASSNAMES = ["banded", "blotchy", "bubbly_pattern", "chequered"]
@@ -181,3 +181,25 @@ def test_cuda_request_without_cuda_is_an_error(openai_files, monkeypatch):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     with pytest.raises(HarnessError, match="CUDA is not available"):
         load_backbone(str(openai_files["state_dict"]), device="cuda")
+
+
+def test_open_clip_name_and_tag_through_open_clip(tiny_config_name, tmp_path, monkeypatch):
+    """The hub route with a tag whose weights are already local (open_clip's ``file`` entry, as a warm cache)."""
+    config = json.loads((tmp_path / f"{tiny_config_name}.json").read_text())
+    config.pop("quick_gelu")  # the bare config uses GELU; the tag says QuickGELU, and the tag wins
+    (tmp_path / f"{tiny_config_name}.json").write_text(json.dumps(config))
+    open_clip.add_model_config(tmp_path / f"{tiny_config_name}.json")
+    reference = open_clip.model.CLIP(**config, quick_gelu=True).eval()
+    weights = tmp_path / "open_clip_model.safetensors"
+    save_file({k: v.contiguous() for k, v in reference.state_dict().items() if "attn_mask" not in k}, str(weights))
+    tag = {"file": str(weights), "quick_gelu": True, "mean": (0.5, 0.5, 0.5), "std": (0.2, 0.2, 0.2),
+           "interpolation": "bicubic", "resize_mode": "shortest"}
+    monkeypatch.setitem(open_clip.pretrained._PRETRAINED, tiny_config_name, {"tiny": tag})
+    backbone = load_backbone(tiny_config_name, pretrained="tiny", device="cpu")
+    assert backbone.name == f"{tiny_config_name}:tiny"
+    assert backbone.preprocessing == Preprocessing(40, (0.5, 0.5, 0.5), (0.2, 0.2, 0.2), "bicubic")
+    assert backbone.weights_sha256 == hashlib.sha256(weights.read_bytes()).hexdigest()
+    images = torch.randn(2, 3, 40, 40)
+    with torch.no_grad():
+        expected = F.normalize(reference.encode_image(images), dim=-1)
+    torch.testing.assert_close(backbone.encode_images(images), expected, rtol=0, atol=1e-6)
