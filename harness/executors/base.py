@@ -115,13 +115,13 @@ class ProgressDisplay:
     def start(self, total: int, already_done: int) -> None:
         """A sweep of ``total`` runs begins, ``already_done`` of which are finished and skipped."""
         self.total, self.completed = total, already_done
-        self._print(f"{total} runs planned, {already_done} already done, {total - already_done} to run")
+        self.say(f"{total} runs planned, {already_done} already done, {total - already_done} to run")
 
     def stage(self, spec: RunSpec, message: str) -> None:
         """A run entered a new stage."""
         if message == "loading backbone":
             self._run_start = time.monotonic()
-        self._print(f"[{self.completed + 1}/{self.total}] {spec.run_key}: {message}{self._eta(None)}")
+        self.say(f"[{self.completed + 1}/{self.total}] {spec.run_key}: {message}{self._eta(None)}")
 
     def epoch(self, spec: RunSpec, epoch: int, max_epoch: int) -> None:
         """Training of the current run finished epoch ``epoch`` of ``max_epoch``."""
@@ -130,7 +130,7 @@ class ProgressDisplay:
             return
         self._last_epoch_line = now
         fraction = epoch / max(max_epoch, 1)
-        self._print(f"[{self.completed + 1}/{self.total}] {spec.run_key}: epoch {epoch}/{max_epoch}"
+        self.say(f"[{self.completed + 1}/{self.total}] {spec.run_key}: epoch {epoch}/{max_epoch}"
                     f"{self._eta(fraction)}")
 
     def finished(self, outcome: RunOutcome) -> None:
@@ -139,7 +139,7 @@ class ProgressDisplay:
         if outcome.status == "done":
             self.durations.append(outcome.duration_s)
         detail = outcome.error.splitlines()[-1] if outcome.error else f"{outcome.n_records} records"
-        self._print(f"[{self.completed}/{self.total}] {outcome.run_key}: {outcome.status} in "
+        self.say(f"[{self.completed}/{self.total}] {outcome.run_key}: {outcome.status} in "
                     f"{_duration(outcome.duration_s)} ({detail}){self._eta(None, finished=True)}")
 
     def _eta(self, fraction: float | None, finished: bool = False) -> str:
@@ -157,5 +157,6 @@ class ProgressDisplay:
             return ""
         return f" | ETA {_duration(current + remaining * per_run)}"
 
-    def _print(self, line: str) -> None:
+    def say(self, line: str) -> None:
+        """Print one progress line (with the display's prefix) to its stream."""
         print(self.prefix + line, file=self.stream, flush=True)

@@ -16,24 +16,22 @@ from harness.registries import EXECUTORS
 
 
 def _run_in_worker(spec: RunSpec, out_dir: Path, force: bool, retries: int) -> RunOutcome:
-    """A worker process's job: one run, its progress printed with the run key as prefix."""
-    display = ProgressDisplay(prefix="  worker: ", interval_s=10.0)
-    display.total = display.completed = 0
-    return execute_with_retries(spec, out_dir, force=force, retries=retries, progress=_WorkerProgress(display))
+    """A worker process's job: one run, reporting its own stages (the parent counts finished runs)."""
+    return execute_with_retries(spec, out_dir, force=force, retries=retries, progress=_WorkerProgress())
 
 
 class _WorkerProgress:
-    """In a worker, report stages and epochs without the parent's run counter."""
+    """In a worker, report stages and every quarter of the epochs, prefixed, without the parent's counters."""
 
-    def __init__(self, display: ProgressDisplay) -> None:
-        self.display = display
+    def __init__(self) -> None:
+        self.display = ProgressDisplay(prefix="  worker: ")
 
     def stage(self, spec: RunSpec, message: str) -> None:
-        self.display._print(f"{spec.run_key}: {message}")
+        self.display.say(f"{spec.run_key}: {message}")
 
     def epoch(self, spec: RunSpec, epoch: int, max_epoch: int) -> None:
         if epoch == max_epoch or epoch % max(1, max_epoch // 4) == 0:
-            self.display._print(f"{spec.run_key}: epoch {epoch}/{max_epoch}")
+            self.display.say(f"{spec.run_key}: epoch {epoch}/{max_epoch}")
 
 
 @EXECUTORS.register("local")

@@ -22,13 +22,23 @@ from harness.results.aggregate import AVERAGE, base2new_summary, few_shot_summar
 from harness.results.reference import method_display  # noqa: E402
 from harness.results.tables import method_rank  # noqa: E402
 
-COLORS = ("#4c72b0", "#dd8452", "#55a868", "#c44e52", "#8172b3", "#937860", "#da8bc3", "#8c8c8c")
+COLORS = ("#4c72b0", "#8172b3", "#dd8452", "#55a868", "#c44e52", "#937860", "#da8bc3", "#8c8c8c")
 STYLE = {"font.size": 8, "axes.titlesize": 9, "legend.fontsize": 7, "figure.dpi": 100, "savefig.dpi": 100,
          "svg.hashsalt": "harness", "path.simplify": False}
 
 
-def _label(method: str, variant: str, variants: int) -> str:
-    return method_display(method) if variants <= 1 else f"{method_display(method)} ({variant})"
+def _label(method: str, variant: str, groups: list[tuple[str, str]]) -> str:
+    """The method's name, plus its variant when the figure holds more than one variant."""
+    if len({v for _, v in groups}) <= 1:
+        return method_display(method)
+    return f"{method_display(method)} ({variant})"
+
+
+def _color(method: str, variant: str, groups: list[tuple[str, str]]) -> str:
+    """A fixed colour per method (CLIP blue, CoOp orange, CoCoOp green) so figures agree with each other."""
+    rank = method_rank(method)[0]
+    index = rank if len({v for _, v in groups}) <= 1 else groups.index((method, variant))
+    return COLORS[index % len(COLORS)]
 
 
 def _grid(n: int) -> tuple[int, int]:
@@ -40,6 +50,13 @@ def _save(fig: plt.Figure, path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, format="png", metadata={"Software": None})
     plt.close(fig)
+
+
+def _legend(fig: plt.Figure, ax: plt.Axes) -> None:
+    """One legend for the figure, above the panels."""
+    handles, labels = ax.get_legend_handles_labels()
+    fig.legend(handles, labels, loc="upper center", ncol=max(len(labels), 1), frameon=False)
+    fig.tight_layout(rect=(0, 0, 1, 1 - 0.25 / fig.get_figheight()))
 
 
 def _groups(summary: pd.DataFrame) -> list[tuple[str, str]]:
@@ -61,10 +78,10 @@ def plot_few_shot(records: pd.DataFrame, path: Path, *, display: Mapping[str, st
     with plt.rc_context(STYLE):
         fig, axes = plt.subplots(rows, cols, figsize=(3.2 * cols, 2.6 * rows), squeeze=False)
         for ax, dataset in zip(axes.flat, datasets):
-            for index, (method, variant) in enumerate(groups):
+            for method, variant in groups:
                 part = summary[(summary["method"] == method) & (summary["variant"] == variant)
                                & (summary["dataset"] == dataset)].sort_values("shots")
-                color, label = COLORS[index % len(COLORS)], _label(method, variant, len(groups))
+                color, label = _color(method, variant, groups), _label(method, variant, groups)
                 if part.empty:
                     continue
                 if (part["shots"] == 0).all():
@@ -82,8 +99,7 @@ def plot_few_shot(records: pd.DataFrame, path: Path, *, display: Mapping[str, st
             ax.grid(True, alpha=0.3)
         for ax in list(axes.flat)[len(datasets):]:
             ax.axis("off")
-        axes.flat[0].legend(loc="lower right")
-        fig.tight_layout()
+        _legend(fig, axes.flat[0])
         _save(fig, path)
 
 
@@ -106,10 +122,10 @@ def plot_base2new(records: pd.DataFrame, path: Path, *, display: Mapping[str, st
                     continue
                 row = row.iloc[0]
                 values = [row["base"], row["new"]]
-                errors = [0.0 if pd.isna(row.get(f"{p}_std")) else row[f"{p}_std"] for p in ("base", "new")]
+                errors = None if dataset == AVERAGE else [row["base_std"], row["new_std"]]
                 positions = [x - 0.4 + width * (index + 0.5) for x in (0, 1)]
-                ax.bar(positions, values, width, yerr=errors, capsize=2, color=COLORS[index % len(COLORS)],
-                       label=_label(method, variant, len(groups)))
+                ax.bar(positions, values, width, yerr=errors, capsize=2, color=_color(method, variant, groups),
+                       label=_label(method, variant, groups))
             ax.set_xticks([0, 1], ["base", "new"])
             ax.set_title(AVERAGE if dataset == AVERAGE else display.get(dataset, dataset))
             ax.set_ylabel("accuracy (%)")
@@ -117,8 +133,7 @@ def plot_base2new(records: pd.DataFrame, path: Path, *, display: Mapping[str, st
             ax.grid(True, axis="y", alpha=0.3)
         for ax in list(axes.flat)[len(datasets):]:
             ax.axis("off")
-        axes.flat[0].legend(loc="lower left")
-        fig.tight_layout()
+        _legend(fig, axes.flat[0])
         _save(fig, path)
 
 
