@@ -81,7 +81,7 @@ def _build(job: EvalJob, task: Any) -> tuple[Any, Any, Any]:
     if job.precision is not None:
         overrides["precision"] = job.precision
     method, config = load_weights(job.weights, backbone, overrides)
-    if job.method is not None and job.method not in (config.method, getattr(method, "name", None)):
+    if job.method is not None and resolve_config(job.method).method != config.method:
         raise ConfigError(f"--method {job.method} but {job.weights} holds a {config.method} model")
     method.set_classes(task.classnames, task.template)
     return backbone, method, config
