@@ -6,21 +6,14 @@ read the published configurations in the top-level ``methods/`` folder (see ``ha
 
 from __future__ import annotations
 
-import importlib
-import importlib.util
 from collections.abc import Sequence
 
 from harness.config import MethodConfig
-from harness.methods import cocoop, coop  # noqa: F401  (register "coop" and "cocoop")
+from harness.methods import cocoop, coop, zeroshot  # noqa: F401  (register "coop", "cocoop", "zeroshot")
 from harness.methods.base import Method
 from harness.methods.presets import for_shots, load_preset, preset_names, resolve_config
 from harness.models.backbone import Backbone
 from harness.registries import METHODS
-
-# Zero-shot CLIP lives in its own module, written by another part of the project; it registers itself
-# when imported. Until that module exists, asking for "zeroshot" fails with the registry's unknown-name error.
-if importlib.util.find_spec("harness.methods.zeroshot") is not None:
-    importlib.import_module("harness.methods.zeroshot")
 
 __all__ = ["Method", "build_method", "for_shots", "load_preset", "preset_names", "resolve_config"]
 
