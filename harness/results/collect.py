@@ -99,11 +99,17 @@ def source_of(specs: Sequence[RunSpec]) -> str | None:
 
 
 def dataset_display_and_order() -> tuple[dict[str, str], list[str]]:
-    """Display names from the dataset cards, and every registered dataset in the papers' order."""
-    from harness.protocols.selection import dataset_order_key, load_card_infos
+    """Display names from the dataset cards, and every registered dataset in table order.
+
+    Table order: the source first, then the targets, then the domain-shift sets; the papers' order
+    within each role (others by name).
+    """
+    from harness.protocols.selection import ROLES, dataset_order_key, load_card_infos
 
     infos = load_card_infos()
-    return {i.name: i.display_name for i in infos}, sorted((i.name for i in infos), key=dataset_order_key)
+    ranked = sorted(infos, key=lambda i: (ROLES.index(i.role) if i.role in ROLES else len(ROLES),
+                                          dataset_order_key(i.name)))
+    return {i.name: i.display_name for i in infos}, [i.name for i in ranked]
 
 
 def protocol_table(specs: Sequence[RunSpec], out_dir: Path, fmt: str = "markdown") -> str:
