@@ -114,14 +114,20 @@ class _RestrictedUnpickler(pickle.Unpickler):
 def _declared_tensors(archive: zipfile.ZipFile, root: str, qualified_name: str, path: Path) -> list[str]:
     """Names in the ``__parameters__`` and ``__buffers__`` declarations of one class, read as text."""
     module, _, class_name = qualified_name.rpartition(".")
-    source_name = f"{root}/code/{module.replace('.', '/')}.py"
-    try:
+    # A mangled class (``pkg.mod.___torch_mangle_7.Name``) has its own file; some exporters keep it in the
+    # file of the unmangled module instead, so both are tried.
+    candidates = [module, re.sub(r"\.___torch_mangle_\d+$", "", module)]
+    block = None
+    for candidate in dict.fromkeys(candidates):
+        source_name = f"{root}/code/{candidate.replace('.', '/')}.py"
+        if source_name not in archive.namelist():
+            continue
         source = archive.read(source_name).decode("utf-8")
-    except KeyError:
-        raise CheckpointError(f"{path}: TorchScript class {qualified_name} has no source file {source_name}") from None
-    block = re.search(rf"^class {re.escape(class_name)}\(Module\):\n((?:  .*\n?)*)", source, re.MULTILINE)
+        block = re.search(rf"^class {re.escape(class_name)}\(Module\):\n((?:  .*\n?)*)", source, re.MULTILINE)
+        if block is not None:
+            break
     if block is None:
-        raise CheckpointError(f"{path}: cannot find the declaration of class {class_name} in {source_name}")
+        raise CheckpointError(f"{path}: cannot find the declaration of TorchScript class {qualified_name} in code/")
     names: list[str] = []
     for kind in ("__parameters__", "__buffers__"):
         match = re.search(rf"^  {kind} = (\[.*?\])$", block.group(1), re.MULTILINE)

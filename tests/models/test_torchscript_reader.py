@@ -37,3 +37,30 @@ def test_plain_torch_save_zip_is_not_taken_for_torchscript(tmp_path):
         assert not is_torchscript_archive(archive)
     state, kind = read_state_dict(path)
     assert kind == "torch" and torch.equal(state["a"], torch.arange(3))
+
+
+def test_mangled_class_declared_in_the_unmangled_file(tmp_path):
+    """Some exporters keep a mangled class (``mod.___torch_mangle_N.Name``) in ``mod.py``; both layouts read."""
+    path = save_openai_torchscript(make_openai_clip(seed=1), tmp_path / "ViT-T.pt")
+    moved = tmp_path / "moved.pt"
+    with zipfile.ZipFile(path) as source:
+        names = source.namelist()
+        mangled = [n for n in names if "/___torch_mangle_" in n and n.endswith(".py")]
+        assert mangled
+        by_parent: dict[str, str] = {}
+        for name in mangled:
+            parent = name.rsplit("/", 1)[0] + ".py"
+            by_parent[parent] = by_parent.get(parent, "") + "\n" + source.read(name).decode()
+        with zipfile.ZipFile(moved, "w") as target:
+            for item in source.infolist():
+                if item.filename in mangled:
+                    continue
+                data = source.read(item.filename)
+                if item.filename in by_parent:
+                    data = data + by_parent.pop(item.filename).encode()
+                target.writestr(item, data)
+            for parent, text in by_parent.items():  # modules that only had mangled classes
+                target.writestr(parent, text.encode())
+    expected, _ = read_state_dict(path)
+    state, kind = read_state_dict(moved)
+    assert kind == "torchscript" and list(state) == list(expected)
