@@ -203,3 +203,23 @@ def test_open_clip_name_and_tag_through_open_clip(tiny_config_name, tmp_path, mo
     with torch.no_grad():
         expected = F.normalize(reference.encode_image(images), dim=-1)
     torch.testing.assert_close(backbone.encode_images(images), expected, rtol=0, atol=1e-6)
+
+
+def test_openai_resnet_layout_is_inferred(tmp_path):
+    """RN50-style checkpoints: stage depths, width and resolution (attention-pool grid x 32) from the shapes."""
+    config = {
+        "embed_dim": 32,
+        "vision_cfg": {"image_size": 64, "layers": (1, 2, 1, 1), "width": 8, "head_width": 64},
+        "text_cfg": {"context_length": 77, "vocab_size": 49408, "width": 64, "heads": 1, "layers": 1},
+        "quick_gelu": True,
+    }
+    torch.manual_seed(0)
+    model = open_clip.model.CLIP(**config).eval()
+    path = tmp_path / "RN-T.pt"
+    torch.save({k: v for k, v in model.state_dict().items() if "attn_mask" not in k}, path)
+    backbone = load_backbone(str(path), device="cpu")
+    assert backbone.preprocessing.image_size == 64
+    images = torch.randn(2, 3, 64, 64)
+    with torch.no_grad():
+        expected = F.normalize(model.encode_image(images), dim=-1)
+    torch.testing.assert_close(backbone.encode_images(images), expected, rtol=0, atol=1e-6)
