@@ -10,6 +10,7 @@ from clip_files import make_openai_clip, save_openai_state_dict
 from data_fixtures import build_dtd_fixture
 
 from harness.cli import main
+from harness.paths import ASSETS_DIR
 
 
 @pytest.fixture()
@@ -57,3 +58,20 @@ def test_train_rejects_unknown_key_and_wrong_type(files: dict[str, Path], capsys
     assert "batch_size must be an integer" in capsys.readouterr().err
     assert main([*base, "--set", "class_token_position=top"]) == 2
     assert "allowed: end, middle, front" in capsys.readouterr().err
+
+
+EMBEDDED_CLIP = ASSETS_DIR / "embedded_clip" / "model.safetensors"
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not EMBEDDED_CLIP.is_file(), reason="the embedded tiny CLIP asset is not built yet")
+def test_train_then_eval_new_on_the_embedded_world(tmp_path: Path, capsys) -> None:
+    run_dir = tmp_path / "run"
+    train = ["train", "--preset", "cocoop_embedded", "--dataset", "world_textures", "--subsample", "base",
+             "--shots", "4", "--seed", "1", "--out", str(run_dir), "--set", "max_epoch=1", "--device", "cpu"]
+    assert main(train) == 0, capsys.readouterr().err
+    assert "* accuracy:" in capsys.readouterr().out
+    evaluate = ["eval", "--weights", str(run_dir), "--dataset", "world_textures", "--subsample", "new",
+                "--shots", "4", "--seed", "1", "--device", "cpu", "--out", str(tmp_path / "eval")]
+    assert main(evaluate) == 0, capsys.readouterr().err
+    assert "* accuracy:" in capsys.readouterr().out
