@@ -138,7 +138,7 @@ def folder_table(out_dir: Path, protocol: str, fmt: str = "markdown") -> str:
 
 def format_plan(specs: Sequence[RunSpec], out_dir: Path) -> str:
     """The plan as text: one line per run (done or to run), then the totals."""
-    from harness.engine.runner import is_done
+    from harness.engine.runner import is_done, resolve_run_config
 
     lines = []
     for spec in specs:
@@ -146,7 +146,9 @@ def format_plan(specs: Sequence[RunSpec], out_dir: Path) -> str:
         evals = ", ".join(f"{e.dataset}:{e.subsample}" for e in spec.evals)
         training = "no training"
         if spec.trainable:
-            training = f"train {spec.train_dataset}:{spec.train_subsample} {spec.shots} shots seed {spec.seed}"
+            epochs = resolve_run_config(spec).max_epoch
+            training = (f"train {spec.train_dataset}:{spec.train_subsample} {spec.shots} shots seed {spec.seed}, "
+                        f"{epochs} epochs")
         lines.append(f"{state}  {spec.protocol}/{spec.run_key}  [{spec.preset}; {training}; eval {evals}]")
     todo = sum(1 for line in lines if line.startswith("todo"))
     lines.append(f"{len(specs)} runs, {len(specs) - todo} done, {todo} to run (output: {out_dir})")
