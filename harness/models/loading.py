@@ -85,7 +85,9 @@ def resolve_source(model: str, pretrained: str | None, model_config: str | None)
     if sep and kind in BACKBONES:
         return kind, LoadRequest(argument, pretrained, model_config)
     if model in BACKBONES and model != "open_clip":
-        return model, LoadRequest(None, pretrained, model_config)
+        if pretrained is not None or model_config is not None:
+            raise HarnessError(f"--pretrained and --model-config do not apply to --model {model}")
+        return model, LoadRequest(None)
     if _looks_like_path(model) and not _is_open_clip_name(model):
         check_readable_file(path)  # raises the "not found" CheckpointError with what to pass instead
     if model_config is not None:

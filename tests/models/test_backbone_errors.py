@@ -144,3 +144,13 @@ def test_uncached_pretrained_tag_offline_says_what_to_do(tmp_path):
     assert "CheckpointError: cannot fetch open_clip weights ViT-B-32 / openai" in completed.stderr
     assert "download them on a machine with internet" in completed.stderr
     assert "--pretrained /path/to/weights" in completed.stderr
+
+
+def test_options_that_do_not_apply(tmp_path):
+    with pytest.raises(HarnessError, match="do not apply to --model embedded"):
+        load_backbone("embedded", pretrained="openai", device="cpu")
+    folder = write_backbone_folder(tmp_path / "clip")
+    with pytest.raises(HarnessError, match="--pretrained applies to open_clip model names"):
+        load_backbone(str(folder), pretrained="openai", device="cpu")
+    with pytest.raises(HarnessError, match="--model-config applies to weights files"):
+        load_backbone("ViT-B-16", model_config="ViT-B-16", device="cpu")
