@@ -98,19 +98,20 @@ class PromptLearner(nn.Module):
 
     # -- construction ------------------------------------------------------------------------------
     def _context_text(self, config: MethodConfig) -> tuple[int, str]:
-        if not self.ctx_init:
-            return config.n_ctx, " ".join(["X"] * config.n_ctx)
-        n_ctx = len(self.ctx_init.split(" "))
+        """``(n_ctx, prefix text)``; the prefix must tokenize into exactly ``n_ctx`` tokens (one per word)."""
+        if self.ctx_init:
+            n_ctx, text, what = len(self.ctx_init.split(" ")), self.ctx_init, f"ctx_init={config.ctx_init!r}"
+        else:
+            n_ctx, text, what = config.n_ctx, " ".join(["X"] * config.n_ctx), "the placeholder prefix 'X X .. X'"
         backbone = self.backbone[0]
-        tokens = backbone.tokenize([self.ctx_init])
-        n_tokens = int(backbone.eot_positions(tokens)[0]) - 1
+        n_tokens = int(backbone.eot_positions(backbone.tokenize([text]))[0]) - 1
         if n_tokens != n_ctx:
             # Official pitfall 6: the prefix/suffix slicing would be misaligned; refuse instead.
             raise ConfigError(
-                f"ctx_init={config.ctx_init!r}: {n_ctx} words but {n_tokens} tokens with this tokenizer; "
-                "each init word must be one token (the official slicing assumes it)"
+                f"{what}: {n_ctx} words but {n_tokens} tokens with the tokenizer of {backbone.name!r}; "
+                "each context word must be one token (the official slicing assumes it)"
             )
-        return n_ctx, self.ctx_init
+        return n_ctx, text
 
     def _initial_context(self, n_cls: int | None) -> torch.Tensor:
         backbone = self.backbone[0]
@@ -179,8 +180,8 @@ class PromptLearner(nn.Module):
         tokens = backbone.tokenize([f"{self.prefix_text} {name}." for name in names])
         if not bool((tokens[:, 0] == backbone.sot_token_id).all()):
             raise HarnessError(f"backbone {backbone.name!r}: prompts do not start with the start-of-text token")
-        name_tokens = backbone.tokenize(names)
-        name_lens = (backbone.eot_positions(name_tokens) - 1).tolist()
+        name_lens = (backbone.eot_positions(backbone.tokenize(names)) - 1).tolist()
+        self._check_lengths(names, name_lens)
         eot = backbone.eot_positions(tokens)
         with torch.no_grad():
             embedding = backbone.embed_tokens(tokens).to(self.dtype)
@@ -191,6 +192,17 @@ class PromptLearner(nn.Module):
         causal = backbone.text_is_causal
         self.seq_len = int(eot.max()) + 1 if (self.truncate and causal) else backbone.context_length
         self._gather_index = self._position_index(name_lens)
+
+    def _check_lengths(self, names: list[str], name_lens: list[int]) -> None:
+        """Refuse prompts the tokenizer would cut (the official tokenizer raises for too long text)."""
+        limit = self.backbone[0].context_length
+        for name, name_len in zip(names, name_lens):
+            needed = 1 + self.n_ctx + name_len + 2  # start, context, name, ".", end
+            if needed > limit or name_len >= limit - 2:
+                raise HarnessError(
+                    f"the prompt of class {name!r} needs at least {needed} tokens with n_ctx={self.n_ctx}, "
+                    f"but the text context of {self.backbone[0].name!r} holds {limit}"
+                )
 
     def _position_index(self, name_lens: list[int]) -> torch.Tensor | None:
         """Per class, where each assembled position comes from in the ``end`` layout (prefix, ctx, suffix)."""

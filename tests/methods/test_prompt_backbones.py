@@ -94,3 +94,9 @@ def test_official_pure_fp16_mode_keeps_fp16_prompts(tmp_path) -> None:
     F.cross_entropy(logits, torch.tensor([0, 1, 2])).backward()
     optimizer.step()  # the official plain SGD step on fp16 parameters
     assert learner.ctx.dtype == torch.float16 and bool(torch.isfinite(learner.ctx).all())
+
+
+def test_prompt_longer_than_the_context_is_refused(tiny_backbone) -> None:
+    long_name = " ".join(["word"] * 70)
+    with pytest.raises(HarnessError, match="needs at least 89 tokens with n_ctx=16"):
+        build_method("coop", tiny_backbone, MethodConfig(method="coop", n_ctx=16), ["dog", long_name], "{}")
