@@ -50,6 +50,11 @@ def _scene(dataset: WorldDataset, label: int, rng: np.random.Generator) -> Scene
     return Scene(chosen["shape"], chosen["colour"], chosen["size"], texture, STYLES.index(style))
 
 
+def image_index(split_index: int, label: int, index: int) -> int:
+    """The index of an image in its dataset's seed stream (unique for up to 1,000 classes and images)."""
+    return (split_index * 1000 + label) * 1000 + index
+
+
 def image_path(dataset: WorldDataset, split: str, label: int, index: int) -> str:
     """Path of an image relative to the dataset's image folder."""
     return f"{dataset.classnames[label]}/{split}_{index:03d}.png"
@@ -71,7 +76,7 @@ def write_dataset(dataset: WorldDataset, folder: Path, seed: int = WORLD_SEED) -
         entries = []
         for label in range(len(dataset.classes)):
             for index in range(count):
-                rng = image_rng(seed, dataset.name, (split_index * 1000 + label) * 1000 + index)
+                rng = image_rng(seed, dataset.name, image_index(split_index, label, index))
                 pixels = render(_scene(dataset, label, rng), rng)
                 relpath = image_path(dataset, name, label, index)
                 Image.fromarray(pixels).save(image_dir / relpath, format="PNG", compress_level=6)
@@ -124,3 +129,19 @@ def ensure_world(root: Path, seed: int = WORLD_SEED) -> None:
     """Make the world at ``root`` unless an up-to-date, complete one is already there."""
     if not _marker_ok(Path(root), seed):
         make_world(Path(root), force=True, seed=seed)
+
+
+def split_scenes(dataset: WorldDataset, seed: int = WORLD_SEED) -> dict[str, list[Scene]]:
+    """The scene of every image of every split, in split-file order, without rendering anything.
+
+    The scene is the first thing drawn from an image's generator, so it can be recovered on its own
+    (diagnostics use it to break accuracy down by rendering style).
+    """
+    scenes: dict[str, list[Scene]] = {}
+    for split_index, (name, count) in enumerate(zip(SPLITS, dataset.per_class)):
+        scenes[name] = [
+            _scene(dataset, label, image_rng(seed, dataset.name, image_index(split_index, label, index)))
+            for label in range(len(dataset.classes))
+            for index in range(count)
+        ]
+    return scenes

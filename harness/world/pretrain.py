@@ -7,7 +7,8 @@ be true of one image: the loss counts every consistent caption as a positive (mu
 true matches are never pushed apart. Half the batches draw from few colours, shapes and textures, giving
 hard negatives.
 
-Run: ``python -m harness.world.pretrain --out DIR --steps 4000 --minutes 60 --seed 0``.
+Run: ``python -m harness.world.pretrain --out DIR --minutes 60 --seed 0`` (annealed over the wall time; the
+learning rate of every step is recorded in ``meta.json``, and ``--replay meta.json`` repeats the run exactly).
 """
 
 from __future__ import annotations
@@ -103,11 +104,39 @@ def multi_positive_loss(logits: torch.Tensor, positives: torch.Tensor) -> torch.
     return 0.5 * (image_to_text.mean() + text_to_image.mean())
 
 
-def learning_rate(step: int, steps: int, peak: float, warmup: int) -> float:
-    """Linear warmup then cosine decay to zero."""
+def learning_rate(progress: float, step: int, peak: float, warmup: int) -> float:
+    """Linear warmup over ``warmup`` steps, then cosine decay to zero as ``progress`` goes from 0 to 1."""
     if step < warmup:
         return peak * (step + 1) / warmup
-    return 0.5 * peak * (1 + math.cos(math.pi * (step - warmup) / max(1, steps - warmup)))
+    return 0.5 * peak * (1 + math.cos(math.pi * min(1.0, progress)))
+
+
+class Schedule:
+    """The learning rate per step.
+
+    By step count (``--steps``), by wall time (``--minutes``: the run is annealed when its time is up however
+    loaded the machine is), or replayed from a finished run's record (``--replay``: that run, step for step).
+    """
+
+    def __init__(self, args: argparse.Namespace) -> None:
+        self.args = args
+        self.replayed = json.loads(Path(args.replay).read_text())["lr_per_step"] if args.replay else None
+        self.total_steps = len(self.replayed) if self.replayed else args.steps
+
+    def lr(self, step: int, elapsed: float, warmup_end: float) -> float | None:
+        """The rate of ``step``, or None when the run is over."""
+        if self.replayed is not None:
+            return self.replayed[step] if step < len(self.replayed) else None
+        if self.total_steps is not None:
+            if step >= self.total_steps:
+                return None
+            return learning_rate(step / self.total_steps, step, self.args.lr, self.args.warmup)
+        # Wall-time mode: the cosine starts after warmup and ends when the time is up.
+        budget = 60 * self.args.minutes - warmup_end
+        if elapsed >= 60 * self.args.minutes or budget <= 0:
+            return None
+        progress = (elapsed - warmup_end) / budget if step >= self.args.warmup else 0.0
+        return None if progress >= 1.0 else learning_rate(progress, step, self.args.lr, self.args.warmup)
 
 
 def _optimizer(model: torch.nn.Module, lr: float) -> torch.optim.Optimizer:
@@ -117,11 +146,34 @@ def _optimizer(model: torch.nn.Module, lr: float) -> torch.optim.Optimizer:
     return torch.optim.AdamW(groups, lr=lr, betas=(0.9, 0.98), eps=1e-6)
 
 
-def _save(out: Path, model, optimizer, step: int, bpe_path: Path, meta: dict) -> None:
-    state = {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "step": step}
-    torch.save(state, out / "checkpoint.tmp")
+def _save(out: Path, model, optimizer, state: dict, bpe_path: Path, meta: dict) -> None:
+    payload = {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "step": state["step"],
+               "elapsed": state["elapsed"], "lr_per_step": state["lrs"]}
+    torch.save(payload, out / "checkpoint.tmp")
     (out / "checkpoint.tmp").replace(out / "checkpoint.pt")
     export_asset(model, bpe_path, out / "asset", meta)
+
+
+def _resume(out: Path, model, optimizer) -> dict:
+    if not (out / "checkpoint.pt").exists():
+        return {"step": 0, "elapsed": 0.0, "lrs": [], "warmup_end": 0.0}
+    saved = torch.load(out / "checkpoint.pt", weights_only=True)
+    model.load_state_dict(saved["model"])
+    optimizer.load_state_dict(saved["optimizer"])
+    return {"step": saved["step"], "elapsed": saved["elapsed"], "lrs": list(saved["lr_per_step"]), "warmup_end": 0.0}
+
+
+def _step(model, optimizer, batch: dict[str, torch.Tensor], lr: float) -> tuple[float, float]:
+    for group in optimizer.param_groups:
+        group["lr"] = lr
+    image_features, text_features, scale = model(batch["images"], batch["tokens"])[:3]
+    loss = multi_positive_loss(scale * image_features @ text_features.T, batch["positives"])
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    optimizer.step()
+    with torch.no_grad():
+        model.logit_scale.clamp_(0, math.log(100))
+    return loss.item(), scale.item()
 
 
 def train(args: argparse.Namespace) -> None:
@@ -132,60 +184,58 @@ def train(args: argparse.Namespace) -> None:
     bpe_path = write_bpe_file(out / "tokenizer_bpe.txt.gz")
     model = build_model(args.seed)
     optimizer = _optimizer(model, args.lr)
-    start = 0
-    if (out / "checkpoint.pt").exists():
-        state = torch.load(out / "checkpoint.pt", weights_only=True)
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        start = state["step"]
-    torch.manual_seed(args.seed + start)
-    stream = BatchStream(args.seed, start, args.steps, args.batch_size, bpe_path)
+    state = _resume(out, model, optimizer)
+    schedule = Schedule(args)
+    last = schedule.total_steps if schedule.total_steps is not None else 10**9
+    stream = BatchStream(args.seed, state["step"], last, args.batch_size, bpe_path)
     loader = torch.utils.data.DataLoader(stream, batch_size=None, num_workers=1, prefetch_factor=4)
-    began, step = time.time(), start
+    began = time.time() - state["elapsed"]
+    state["warmup_end"] = state["elapsed"] if state["step"] >= args.warmup else 0.0
     log = open(out / "train_log.jsonl", "a")  # noqa: SIM115 - kept open for the whole run
     model.train()
     for batch in loader:
-        for group in optimizer.param_groups:
-            group["lr"] = learning_rate(step, args.steps, args.lr, args.warmup)
-        image_features, text_features, scale = model(batch["images"], batch["tokens"])[:3]
-        loss = multi_positive_loss(scale * image_features @ text_features.T, batch["positives"])
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        with torch.no_grad():
-            model.logit_scale.clamp_(0, math.log(100))
-        step += 1
-        elapsed = time.time() - began
-        if step % 20 == 0:
-            log.write(json.dumps({"step": step, "loss": round(loss.item(), 4), "scale": round(scale.item(), 2),
-                                  "elapsed_s": round(elapsed, 1)}) + "\n")
-            log.flush()
-        out_of_time = elapsed > 60 * args.minutes
-        if step % args.save_every == 0 or step == args.steps or out_of_time:
-            _save(out, model, optimizer, step, bpe_path, _meta(args, step, elapsed, stopped_early=out_of_time))
-        if out_of_time:
+        state["elapsed"] = time.time() - began
+        if state["step"] == args.warmup:
+            state["warmup_end"] = state["elapsed"]
+        lr = schedule.lr(state["step"], state["elapsed"], state["warmup_end"])
+        if lr is None:
             break
+        loss, scale = _step(model, optimizer, batch, lr)
+        state["lrs"].append(lr)
+        state["step"] += 1
+        if state["step"] % 20 == 0:
+            log.write(json.dumps({"step": state["step"], "loss": round(loss, 4), "scale": round(scale, 2),
+                                  "lr": lr, "elapsed_s": round(time.time() - began, 1)}) + "\n")
+            log.flush()
+        if state["step"] % args.save_every == 0:
+            _save(out, model, optimizer, state, bpe_path, _meta(args, state, finished=False))
+    state["elapsed"] = time.time() - began
+    _save(out, model, optimizer, state, bpe_path, _meta(args, state, finished=True))
     log.close()
 
 
-def _meta(args: argparse.Namespace, step: int, elapsed: float, *, stopped_early: bool) -> dict:
+def _meta(args: argparse.Namespace, state: dict, *, finished: bool) -> dict:
     return {
         "script": "harness/world/pretrain.py",
         "command": "python -m harness.world.pretrain " + " ".join(shlex.quote(a) for a in sys.argv[1:]),
+        "reproduce": f"python -m harness.world.pretrain --out DIR --seed {args.seed} --batch-size {args.batch_size} "
+        "--replay META_JSON (replays this run's learning rate per step; META_JSON = this file)",
+        "finished": finished,
         "seed": args.seed,
-        "steps": step,
-        "planned_steps": args.steps,
+        "steps": state["step"],
         "batch_size": args.batch_size,
-        "images_seen": step * args.batch_size,
-        "wall_time_s_this_session": round(elapsed, 1),
-        "stopped_early_by_time_limit": stopped_early,
+        "images_seen": state["step"] * args.batch_size,
+        "wall_time_s": round(state["elapsed"], 1),
+        "threads": args.threads,
         "data": "images rendered on the fly from the 'pretrain' seed stream (disjoint from every dataset)",
         "captions": "style prefix always named; shape/colour/size/texture named with probabilities "
         + json.dumps(NAME_PROBABILITY),
         "style_weights": dict(zip(STYLES, STYLE_WEIGHTS.tolist())),
         "loss": "multi-positive symmetric InfoNCE; half the batches restricted to 3 colours, 4 shapes, 3 textures",
-        "optimizer": {"name": "AdamW", "lr": args.lr, "warmup": args.warmup, "schedule": "cosine",
-                      "weight_decay": 0.1, "threads": args.threads},
+        "optimizer": {"name": "AdamW", "peak_lr": args.lr, "warmup_steps": args.warmup, "weight_decay": 0.1,
+                      "betas": [0.9, 0.98], "schedule": "linear warmup, then cosine to 0 over the remaining "
+                      + ("steps" if args.steps or args.replay else f"wall time ({args.minutes} min)")},
+        "lr_per_step": [float(f"{lr:.6g}") for lr in state["lrs"]],
     }
 
 
@@ -194,9 +244,11 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", required=True, help="output folder (checkpoint, log, asset/)")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--steps", type=int, default=4000, help="planned steps (the cosine schedule's length)")
-    parser.add_argument("--minutes", type=float, default=60.0, help="stop (and save) after this much wall time")
-    parser.add_argument("--batch-size", type=int, default=256)
+    parser.add_argument("--steps", type=int, default=None, help="train this many steps (cosine over the steps)")
+    parser.add_argument("--minutes", type=float, default=60.0,
+                        help="without --steps/--replay: train for this much wall time (cosine over the time)")
+    parser.add_argument("--replay", default=None, help="meta.json of a finished run: replay its lr per step")
+    parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--lr", type=float, default=1e-3)
     parser.add_argument("--warmup", type=int, default=200)
     parser.add_argument("--save-every", type=int, default=250)
