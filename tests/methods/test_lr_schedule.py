@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 
 import pytest
+import torch
 
 from harness.engine.schedule import learning_rate, learning_rates
 
@@ -32,3 +33,36 @@ def test_bad_arguments() -> None:
         learning_rate(-1, 0.002, 10)
     with pytest.raises(ValueError):
         learning_rate(0, 0.002, 0)
+
+
+class ConstantWarmup(torch.optim.lr_scheduler.LRScheduler):
+    """Dassl's ConstantWarmupScheduler (``dassl/optim/lr_scheduler.py``), written out for the comparison."""
+
+    def __init__(self, optimizer, successor, warmup_epoch: int, cons_lr: float) -> None:
+        self.successor, self.warmup_epoch, self.cons_lr = successor, warmup_epoch, cons_lr
+        super().__init__(optimizer)
+
+    def step(self, epoch=None) -> None:
+        if self.last_epoch >= self.warmup_epoch:
+            self.successor.step(epoch)
+            self._last_lr = self.successor.get_last_lr()
+        else:
+            super().step(epoch)
+
+    def get_lr(self):
+        if self.last_epoch >= self.warmup_epoch:
+            return self.successor.get_last_lr()
+        return [self.cons_lr for _ in self.base_lrs]
+
+
+@pytest.mark.parametrize("max_epoch", [10, 50])
+def test_equals_torch_cosine_in_dassl_warmup_stepped_once_per_epoch(max_epoch: int) -> None:
+    optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=0.002, momentum=0.9)
+    cosine = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max_epoch)  # WARMUP_RECOUNT: fresh count
+    scheduler = ConstantWarmup(optimizer, cosine, 1, 1e-5)
+    used = []
+    for _ in range(max_epoch):
+        used.append(optimizer.param_groups[0]["lr"])  # the rate every batch of this epoch runs at
+        optimizer.step()
+        scheduler.step()  # Dassl steps on the last batch of the epoch
+    assert learning_rates(0.002, max_epoch) == pytest.approx(used, rel=1e-9, abs=1e-15)
