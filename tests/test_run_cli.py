@@ -89,8 +89,8 @@ def test_dry_run_prints_the_plan(inputs: tuple[Path, Path], tmp_path: Path, caps
 
 def test_bad_choices_are_clear_errors(inputs: tuple[Path, Path], tmp_path: Path) -> None:
     with pytest.raises(HarnessError, match="unknown protocol 'base2nw'. Did you mean base2new"):
-        make_plan("base2nw", "coop", datasets=None, seeds=[1], shots=None, context=RunContext(data_root="/x"))
+        make_plan("base2nw", "coop", datasets=None, seeds=[1], shots=None, context=RunContext(data_root=str(tmp_path)))
     with pytest.raises(HarnessError, match="imagenet_a not used by protocol base2new"):
         make_plan("base2new", "coop", datasets=["imagenet_a"], seeds=[1], shots=None,
-                  context=RunContext(data_root="/x"))
+                  context=RunContext(data_root=str(tmp_path)))
     assert main(args(inputs, tmp_path, "--jobs", "0")) == 2

@@ -7,6 +7,7 @@ themselves stay pure.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 
 from harness.errors import HarnessError
 from harness.protocols.plans import DatasetRoles
@@ -73,6 +74,8 @@ def make_plan(protocol: str, method: str, *, datasets: Sequence[str] | None, see
 
     load_builtins()
     entry = PROTOCOLS.get(protocol)
+    if context.data_root is not None and not Path(context.data_root).is_dir():
+        raise HarnessError(f"--data-root {context.data_root}: no such folder")
     embedded = context.data_root is None
     choice = choose_method(method, protocol, embedded)
     roles = protocol_datasets(protocol, embedded, datasets)
