@@ -93,13 +93,13 @@ def _log_attempt(folder: Path, sweep_id: str, attempt: int, event: str, task: st
 
 
 def _task_label() -> str:
-    try:
-        import ray
-
-        context = ray.get_runtime_context()
-        return f"ray task {context.get_task_id()} on node {context.get_node_id()[:12]}"
-    except Exception:  # noqa: BLE001 - outside a Ray task (tests, local calls) there is no task id
+    """``ray task <id> on node <id>`` inside a Ray worker, else ``outside Ray``."""
+    ray = sys.modules.get("ray")
+    # Checked first: asking an uninitialised Ray for its runtime context starts a Ray instance.
+    if ray is None or not ray.is_initialized():
         return "outside Ray"
+    context = ray.get_runtime_context()
+    return f"ray task {context.get_task_id()} on node {context.get_node_id()[:12]}"
 
 
 class _WorkerProgress:
