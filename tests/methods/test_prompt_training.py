@@ -136,3 +136,39 @@ def test_mixed_precision_on_cpu_keeps_fp32_prompts(tiny_backbone, task, tmp_path
     assert all(torch.isfinite(torch.tensor(result.losses)))
     with pytest.raises(Exception, match="precision=fp32 but the backbone was loaded with precision amp"):
         train_method(method, amp, task, coop_config(max_epoch=1, precision="fp32"), tmp_path / "other", seed=1)
+
+
+def test_train_method_equals_a_straightforward_official_loop(tiny_backbone, task, tmp_path: Path) -> None:
+    """Dassl's loop written out: seed, ctx ~ N(0, 0.02), RandomSampler, SGD, warm-up + cosine stepped per epoch."""
+    from test_lr_schedule import ConstantWarmup
+    from torch.utils.data import DataLoader, RandomSampler
+
+    from harness.data import ImageDataset, build_transform
+
+    config = coop_config(max_epoch=3, batch_size=4, lr=0.05)  # 6 images: one batch of 4 per epoch (drop_last)
+    trained = build(tiny_backbone, task, config)
+    train_method(trained, tiny_backbone, task, config, tmp_path / "run", seed=7)
+
+    reference = build(tiny_backbone, task, config)
+    torch.manual_seed(7)
+    ctx = torch.empty(4, tiny_backbone.text_width)
+    torch.nn.init.normal_(ctx, std=0.02)
+    reference.load_learned_state({"ctx": ctx})
+    dataset = ImageDataset(task.train, task.image_dir, build_transform(tiny_backbone.preprocessing, train=True))
+    sampler = RandomSampler(dataset, generator=torch.Generator().manual_seed(7))
+    loader = DataLoader(dataset, batch_size=4, sampler=sampler, drop_last=True)
+    optimizer = torch.optim.SGD([reference.prompt_learner.ctx], lr=0.05, momentum=0.9, weight_decay=5e-4)
+    scheduler = ConstantWarmup(optimizer, torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=3), 1, 1e-5)
+    reference.train()
+    for _ in range(3):
+        for batch, (images, labels, _) in enumerate(loader):
+            with torch.no_grad():
+                features = tiny_backbone.encode_images(images)
+            loss = torch.nn.functional.cross_entropy(reference(features), labels)
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+            if batch + 1 == len(loader):
+                scheduler.step()
+    torch.testing.assert_close(trained.prompt_learner.ctx, reference.prompt_learner.ctx, rtol=1e-6, atol=1e-7)
+    assert not torch.allclose(reference.prompt_learner.ctx, ctx, atol=1e-4)  # training moved the context
