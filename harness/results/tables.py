@@ -161,20 +161,24 @@ def _markdown_cells(row: pd.Series, kind: str) -> list[str]:
 MARKDOWN_HEADERS = {
     "base2new": ["Method", "Model", "Dataset", "Base", "New", "H", "Seeds", "Published B / N / H", "Δ H", "Status"],
     "transfer": ["Method", "Model", "Dataset", "Accuracy", "Seeds", "Published", "Δ", "Status"],
-    "few_shot": ["Method", "Model", "Dataset", "Shots", "Accuracy", "Seeds", "Published", "Δ", "Status"],
 }
 LEGENDS = {
     "base2new": "H = 2BN/(B+N) of the seed-averaged base and new accuracies; the Average row is H of the "
                 "averaged base and new accuracies (as the papers compute it).",
     "transfer": "The source row is the accuracy on the training dataset; the Average is over the targets only.",
-    "few_shot": "Every shot count trains on all classes; zero-shot methods appear at 0 shots.",
+    "few_shot": "One column per shot count (every shot count trains on all classes); zero-shot methods appear at "
+                "0 shots; [published, Δ] where the papers give the number.",
 }
 
 
 def to_markdown(table: pd.DataFrame, protocol: str) -> str:
     """A markdown leaderboard with a legend saying what ± and the averages mean."""
     kind = kind_of(protocol)
-    headers = MARKDOWN_HEADERS[kind]
+    if kind == "few_shot":
+        headers, body = _few_shot_markdown(table)
+    else:
+        headers = MARKDOWN_HEADERS[kind]
+        body = [_markdown_cells(row, kind) for _, row in table.iterrows()]
     lines = [
         f"### {protocol}: top-1 accuracy (%)",
         "",
@@ -185,9 +189,28 @@ def to_markdown(table: pd.DataFrame, protocol: str) -> str:
         "| " + " | ".join(headers) + " |",
         "|" + "|".join("---" for _ in headers) + "|",
     ]
-    for _, row in table.iterrows():
-        lines.append("| " + " | ".join(cell.replace("|", "/") for cell in _markdown_cells(row, kind)) + " |")
+    lines += ["| " + " | ".join(cell.replace("|", "/") for cell in cells) + " |" for cells in body]
     return "\n".join(lines) + "\n"
+
+
+def _few_shot_markdown(table: pd.DataFrame) -> tuple[list[str], list[list[str]]]:
+    """Few-shot rows pivoted: one row per method and dataset, one column per shot count."""
+    shots = sorted({int(k) for k in table["shots"].dropna()})
+    headers = ["Method", "Model", "Dataset", *[f"{k} shots" for k in shots], "Seeds", "Status"]
+    body = []
+    for (method, model, dataset), group in table.groupby(["method", "model", "dataset"], sort=False):
+        by_shots = {int(row["shots"]): row for _, row in group.iterrows()}
+        cells = [str(method), str(model), str(dataset)]
+        for k in shots:
+            row = by_shots.get(k)
+            cell = "" if row is None else _with_std(row["accuracy"], row["std"])
+            if row is not None and _number(row["published"]) != "-":
+                cell += f" [{_number(row['published'])}, {_number(row['diff'], signed=True)}]"
+            cells.append(cell)
+        fewest = min(by_shots.values(), key=lambda r: r["seeds"])
+        statuses = [f"{k} shots: {r['status']}" for k, r in by_shots.items() if r["status"]]
+        body.append([*cells, _seeds(fewest), "; ".join(statuses)])
+    return headers, body
 
 
 def to_csv(table: pd.DataFrame) -> str:

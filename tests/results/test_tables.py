@@ -79,3 +79,16 @@ def test_transfer_leaderboard_marks_the_source() -> None:
     assert table.iloc[0]["role"] == "source" and table.iloc[0]["published"] == 71.51
     text = render(table, "cross_dataset", "markdown")
     assert "| CoOp | ViT-B-16.openai | ImageNet (source) | 60.00 ± 0.00 | 2 | 71.51 | -11.51 |" in text
+
+
+def test_few_shot_markdown_is_one_row_per_dataset_with_a_column_per_shot_count() -> None:
+    rows = [rec("coop", "ViT-B-16.openai", "dtd", "all", seed, 50.0 + shots, shots=shots)
+            for shots in (1, 2, 4, 8, 16) for seed in (1, 2, 3)]
+    rows += [rec("zeroshot", "ViT-B-16.openai", "dtd", "all", None, 44.0, shots=None)]
+    table = leaderboard(pd.DataFrame(rows[:-2] + rows[-1:]), "few_shot", display=DISPLAY)
+    text = render(table, "few_shot", "markdown")
+    assert "| Method | Model | Dataset | 0 shots | 1 shots | 2 shots | 4 shots | 8 shots | 16 shots | Seeds |" in text
+    assert "| CLIP | ViT-B-16.openai | DTD | 44.00 ± 0.00 |  |  |  |  |  | 1 |  |" in text
+    coop = next(line for line in text.splitlines() if line.startswith("| CoOp | ViT-B-16.openai | DTD |"))
+    assert "| 51.00 ± 0.00 [50.23, +0.77] |" in coop  # published CoOp 1-shot DTD (PromptSRC supplementary)
+    assert "| 2/3 | 16 shots: missing seed 3 |" in coop
