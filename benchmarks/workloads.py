@@ -34,6 +34,7 @@ from harness.models.backbone import Backbone, Preprocessing
 
 TEMPLATE = "a photo of a {}."
 CTX_INIT = "a photo of a"
+MAX_CTX = 16  # CoOp's context length, the longest of the benchmarks' prompts
 VITB16_TEXT_CONFIG = {
     "embed_dim": 512,
     "vision_cfg": {"image_size": 32, "layers": 2, "width": 64, "patch_size": 8, "head_width": 32},
@@ -67,7 +68,7 @@ class Workload:
 
 
 def pick_classnames(backbone: Backbone, count: int, offset: int = 0, at_most: bool = False) -> list[str]:
-    """``count`` ImageNet class names spread over the list whose prompts fit the backbone's context.
+    """``count`` ImageNet class names spread over the list whose CoOp prompts (16 context words) fit the context.
 
     With ``at_most``, fewer names are returned when fewer fit (the embedded tokenizer's 24-token context).
     """
@@ -77,8 +78,10 @@ def pick_classnames(backbone: Backbone, count: int, offset: int = 0, at_most: bo
     for name in candidates:
         if name in chosen:
             continue
-        tokens = backbone.tokenize([TEMPLATE.format(name)])
-        if bool((tokens == backbone.eot_token_id).any()):  # the prompt (and its EOT) fits the context
+        tokens = backbone.tokenize([name])
+        fits = bool((tokens == backbone.eot_token_id).any())
+        # Start, 16 context words, the name, ".", end: the longest prompt of the benchmarks (CoOp's).
+        if fits and 1 + MAX_CTX + int(backbone.eot_positions(tokens)[0]) - 1 + 2 <= backbone.context_length:
             chosen.append(name)
         if len(chosen) == count:
             return chosen
