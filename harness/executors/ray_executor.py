@@ -24,7 +24,7 @@ import socket
 import sys
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from pathlib import Path
 from types import ModuleType
@@ -146,14 +146,16 @@ def run_task(spec: RunSpec, out_dir: str, force: bool, retries: int, sweep_id: s
 
 
 def _attempt(spec: RunSpec, out: Path, force: bool, retries: int, sweep_id: str, spent: int, task: str,
-             say: Any) -> RunOutcome:
+             say: Callable[[str], None]) -> RunOutcome:
     """Attempts ``spent + 1`` ... ``retries + 1`` of a run (``HarnessError``, i.e. bad input, is not retried)."""
     folder = run_dir(spec, out)
     start = time.monotonic()
     if spent > retries:
-        last = [e for e in read_attempts(folder, sweep_id) if e["event"] == "start"][-1]
+        entries = [e for e in read_attempts(folder, sweep_id) if e["attempt"] == spent]
+        last, ends = entries[0], [e for e in entries if e["event"] != "start"]
+        how = f"failed: {ends[-1].get('error', '')}" if ends else "ended without a result: its worker died"
         error = (f"gave up after {spent} attempts; the last one ({last['task']}, pid {last['pid']} on "
-                 f"{last['host']}) ended without a result: its worker died")
+                 f"{last['host']}) {how}")
         return RunOutcome(spec.run_key, "failed", str(folder.relative_to(out)), error=error)
     for attempt in range(spent, retries + 1):
         _log_attempt(folder, sweep_id, attempt + 1, "start", task)

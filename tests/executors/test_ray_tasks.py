@@ -116,7 +116,8 @@ def test_attempts_spent_by_dead_workers_count(zeroshot_spec: RunSpec, tmp_path: 
     (folder / "attempts.jsonl").write_text("".join(json.dumps({**dead, "attempt": n}) + "\n" for n in (1, 2)))
     outcome = run_task(zeroshot_spec, str(tmp_path), False, 1, start_sweep(tmp_path, "s1"))
     assert outcome.status == "failed"
-    assert "gave up after 2 attempts; the last one (ray task 01, pid 4242 on node-3)" in outcome.error
+    assert outcome.error == ("gave up after 2 attempts; the last one (ray task 01, pid 4242 on node-3) ended "
+                             "without a result: its worker died")
     assert not (folder / RECORDS_NAME).exists()
 
 
