@@ -10,7 +10,6 @@ from clip_files import make_openai_clip, save_openai_state_dict
 from data_fixtures import build_dtd_fixture
 
 from harness.cli import main
-from harness.paths import ASSETS_DIR
 
 
 @pytest.fixture()
@@ -60,12 +59,8 @@ def test_train_rejects_unknown_key_and_wrong_type(files: dict[str, Path], capsys
     assert "allowed: end, middle, front" in capsys.readouterr().err
 
 
-EMBEDDED_CLIP = ASSETS_DIR / "embedded_clip" / "model.safetensors"
-
-
 @pytest.mark.slow
-@pytest.mark.skipif(not EMBEDDED_CLIP.is_file(), reason="the embedded tiny CLIP asset is not built yet")
-def test_train_then_eval_new_on_the_embedded_world(tmp_path: Path, capsys) -> None:
+def test_train_then_eval_new_on_the_embedded_world(embedded_world, tmp_path: Path, capsys) -> None:
     run_dir = tmp_path / "run"
     train = ["train", "--preset", "cocoop_embedded", "--dataset", "world_textures", "--subsample", "base",
              "--shots", "4", "--seed", "1", "--out", str(run_dir), "--set", "max_epoch=1", "--device", "cpu"]
