@@ -35,3 +35,14 @@ def make_tiny_backbone(seed: int = 0) -> Backbone:
 def tiny_backbone() -> Backbone:
     """A session-wide tiny random backbone (frozen; do not modify it in tests)."""
     return make_tiny_backbone()
+
+
+@pytest.fixture(scope="session")
+def embedded_world():
+    """The embedded world in the harness cache (``$HARNESS_CACHE``/embedded), made once if missing or stale."""
+    from harness.paths import cache_dir
+    from harness.world import ensure_world
+
+    root = cache_dir() / "embedded"
+    ensure_world(root)
+    return root

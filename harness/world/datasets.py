@@ -20,9 +20,15 @@ ATTRIBUTE_VALUES: dict[str, tuple[str, ...]] = {
 }
 
 # Image mixtures: the share of each rendering style. The downstream templates say "a photo of", while
-# pretraining captions named every style, so the non-photo share is where learned context can help.
+# pretraining captions named every style, so the non-photo share -- above all "negative", which changes
+# what the colour words look like -- is where learned context can help. Each target has its own "house
+# style", as the real targets differ in domain (satellite images, textures, actions...).
 SOURCE_MIX = {"photo": 0.4, "sketch": 0.1, "grainy": 0.1, "blurry": 0.1, "negative": 0.3}
-TARGET_MIX = {"photo": 0.4, "sketch": 0.1, "grainy": 0.1, "blurry": 0.1, "negative": 0.3}
+SHAPES_MIX = {"photo": 0.5, "sketch": 0.2, "grainy": 0.15, "blurry": 0.15}
+COLOURS_MIX = {"photo": 0.25, "grainy": 0.15, "negative": 0.6}
+TEXTURES_MIX = {"photo": 0.5, "grainy": 0.25, "blurry": 0.25}
+SIZES_MIX = {"photo": 0.4, "grainy": 0.3, "blurry": 0.3}
+NOVEL_MIX = {"photo": 0.3, "sketch": 0.2, "negative": 0.5}
 
 
 @dataclass(frozen=True)
@@ -72,12 +78,6 @@ class WorldDataset:
         return self.per_class[0] == 0 and self.per_class[1] == 0
 
 
-def _without_sketch(mix: dict[str, float]) -> dict[str, float]:
-    # Sketches have no background, so a texture dataset cannot use them.
-    total = sum(v for k, v in mix.items() if k != "sketch")
-    return {k: v / total for k, v in mix.items() if k != "sketch"}
-
-
 def _classes(*value_lists: tuple[str, ...]) -> tuple[tuple[str, ...], ...]:
     combos: list[tuple[str, ...]] = [()]
     for values in value_lists:
@@ -102,27 +102,27 @@ SOURCE = WorldDataset(
 TARGETS = (
     WorldDataset(
         name="world_shapes", display_name="WorldShapes", role="target", class_attributes=("shape",),
-        classes=_classes(SHAPES), template="a photo of a {}.", styles=TARGET_MIX, per_class=(20, 4, 20),
+        classes=_classes(SHAPES), template="a photo of a {}.", styles=SHAPES_MIX, per_class=(20, 4, 20),
     ),
     WorldDataset(
         name="world_colours", display_name="WorldColours", role="target", class_attributes=("colour",),
-        classes=_classes(COLOUR_NAMES), template="a photo of a {} shape.", styles=TARGET_MIX,
+        classes=_classes(COLOUR_NAMES), template="a photo of a {} shape.", styles=COLOURS_MIX,
         per_class=(20, 4, 20),
     ),
     WorldDataset(
         name="world_textures", display_name="WorldTextures", role="target", class_attributes=("texture",),
         classes=_classes(TEXTURES), template="a photo of a shape on a {} background.",
-        styles=_without_sketch(TARGET_MIX), per_class=(20, 4, 30),
+        styles=TEXTURES_MIX, per_class=(20, 4, 30),
     ),
     WorldDataset(
         name="world_sizes", display_name="WorldSizes", role="target", class_attributes=("size", "shape"),
         classes=_classes(SIZES, ("arrow", "bar", "bolt", "drop", "heart", "house", "moon", "star")),
-        template="a photo of a {}.", styles=TARGET_MIX, per_class=(20, 4, 20),
+        template="a photo of a {}.", styles=SIZES_MIX, per_class=(20, 4, 20),
     ),
     WorldDataset(
         name="world_novel", display_name="WorldNovel", role="target", class_attributes=("colour", "shape"),
         classes=_classes(("blue", "pink", "red", "yellow"), ("bar", "bolt", "drop", "house")),
-        template="a photo of a {}.", styles=TARGET_MIX, per_class=(20, 4, 20),
+        template="a photo of a {}.", styles=NOVEL_MIX, per_class=(20, 4, 20),
     ),
 )
 
