@@ -17,6 +17,7 @@ import pandas as pd
 from harness.engine.runner import DONE_NAME, RECORDS_NAME, SPEC_NAME
 from harness.errors import HarnessError
 from harness.protocols.spec import RunContext, RunSpec, model_slug, variant_suffix
+from harness.results.records import read_records
 
 TRANSFER_PROTOCOLS = ("cross_dataset", "domain_generalization")
 
@@ -50,17 +51,6 @@ def protocols_in(out_dir: Path) -> list[str]:
     return sorted(p.name for p in root.iterdir() if p.is_dir() and run_folders(root, p.name))
 
 
-def _read_jsonl(path: Path) -> list[dict[str, object]]:
-    rows = []
-    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
-        if line.strip():
-            try:
-                rows.append(json.loads(line))
-            except json.JSONDecodeError as exc:
-                raise HarnessError(f"{path}:{number}: corrupt record ({exc})") from exc
-    return rows
-
-
 def load_records(out_dir: Path, protocol: str, run_keys: Iterable[str] | None = None) -> pd.DataFrame:
     """All records of the finished runs of ``protocol`` (optionally only ``run_keys``), in run-folder order."""
     wanted = set(run_keys) if run_keys is not None else None
@@ -69,7 +59,7 @@ def load_records(out_dir: Path, protocol: str, run_keys: Iterable[str] | None = 
         if not (folder / DONE_NAME).is_file() or (wanted is not None and folder.name not in wanted):
             continue
         spec = read_spec(folder)
-        for row in _read_jsonl(folder / RECORDS_NAME):
+        for row in read_records(folder / RECORDS_NAME):
             row["variant"] = spec_variant(spec)
             row["source"] = spec.evals[0].dataset if spec.protocol in TRANSFER_PROTOCOLS else None
             rows.append(row)
