@@ -231,3 +231,29 @@ def few_shot_summary(records: pd.DataFrame, expected: pd.DataFrame | None = None
     table["note"] = [_missing_note("", m) for m in table["missing_seeds"]]
     table = _order(table, order).sort_values([*GROUP, "shots"], kind="stable").reset_index(drop=True)
     return _with_averages(table, [*GROUP, "shots"], _accuracy_average)
+
+
+def consistency_warnings(records: pd.DataFrame) -> list[str]:
+    """Warnings for records that should not be averaged together but share a leaderboard row.
+
+    Runs are skipped by run key, so runs finished before the backbone's weights, a preset or a split file
+    changed keep their old numbers. Within a method and variant, every record must come from the same
+    backbone weights, and the seeds of one (dataset, subsample, shots) cell from the same config and split.
+    """
+    warnings = []
+    frame = records.assign(variant=records["variant"] if "variant" in records else "")
+    for (method, variant), group in frame.groupby(GROUP, sort=True):
+        weights = sorted(group["backbone_sha256"].dropna().unique()) if "backbone_sha256" in group else []
+        if len(weights) > 1:
+            shown = ", ".join(w[:12] for w in weights)
+            warnings.append(f"{method} {variant}: runs used different backbone weights ({shown}); "
+                            "rerun the stale ones with --force")
+        for column, what in (("config_hash", "configs"), ("split_sha256", "split files")):
+            if column not in group:
+                continue
+            cells = group.groupby(["dataset", "subsample", group["shots"].fillna(NO_SEED)])[column].nunique()
+            mixed = sorted({str(d) for (d, _, _), n in cells.items() if n > 1})
+            if mixed:
+                warnings.append(f"{method} {variant}: seeds of {', '.join(mixed)} ran with different {what}; "
+                                "rerun the stale ones with --force")
+    return warnings

@@ -9,6 +9,7 @@ complete leaderboard needs, so missing runs show up as incomplete rows.
 from __future__ import annotations
 
 import json
+import sys
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
@@ -17,6 +18,7 @@ import pandas as pd
 from harness.engine.runner import DONE_NAME, RECORDS_NAME, SPEC_NAME
 from harness.errors import HarnessError
 from harness.protocols.spec import RunContext, RunSpec, model_slug, variant_suffix
+from harness.results.aggregate import consistency_warnings
 from harness.results.records import read_records
 
 TRANSFER_PROTOCOLS = ("cross_dataset", "domain_generalization")
@@ -115,6 +117,8 @@ def protocol_table(specs: Sequence[RunSpec], out_dir: Path, fmt: str = "markdown
         return f"no finished runs of {protocol} under {out_dir}\n"
     table = leaderboard(records, protocol, expected=expected_cells(specs), display=display, order=order,
                         source=source_of(specs))
+    for warning in consistency_warnings(records):
+        print(f"warning: {protocol}: {warning}", file=sys.stderr)
     return render(table, protocol, fmt)
 
 

@@ -10,6 +10,7 @@ import pytest
 
 from harness.results.aggregate import (
     base2new_summary,
+    consistency_warnings,
     few_shot_summary,
     harmonic_mean,
     seed_stats,
@@ -139,3 +140,14 @@ def test_published_cocoop_average_row_is_h_of_averages() -> None:
     average = base2new_summary(pd.DataFrame(rows)).iloc[-1]
     assert len(published) == 11
     assert (round(average["base"], 2), round(average["new"], 2), round(average["hm"], 2)) == (80.47, 71.69, 75.83)
+
+
+def test_records_from_different_weights_or_configs_are_flagged() -> None:
+    records = base2new_records().assign(variant="embedded", backbone_sha256="a" * 64, config_hash="c1",
+                                        split_sha256="s")
+    assert consistency_warnings(records) == []
+    records.loc[records["seed"] == 3, "backbone_sha256"] = "b" * 64
+    records.loc[(records["dataset"] == "B") & (records["seed"] == 2), "config_hash"] = "c2"
+    warnings = consistency_warnings(records)
+    assert warnings[0].startswith("coop embedded: runs used different backbone weights (aaaaaaaaaaaa, bbbbbbbbbbbb)")
+    assert warnings[1].startswith("coop embedded: seeds of B ran with different configs")
