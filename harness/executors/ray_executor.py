@@ -80,11 +80,15 @@ def read_attempts(folder: Path, sweep_id: str | None = None) -> list[dict[str, A
     return [e for e in entries if sweep_id is None or e.get("sweep") == sweep_id]
 
 
-def _log_attempt(folder: Path, sweep_id: str, attempt: int, event: str, task: str, error: str = "") -> None:
-    entry = {"sweep": sweep_id, "attempt": attempt, "event": event, "host": socket.gethostname(),
-             "pid": os.getpid(), "task": task, "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+def _log_attempt(folder: Path, sweep_id: str, attempt: int, event: str, task: str, error: str = "",
+                 stages: Sequence[str] = ()) -> None:
+    entry: dict[str, Any] = {"sweep": sweep_id, "attempt": attempt, "event": event, "host": socket.gethostname(),
+                             "pid": os.getpid(), "task": task,
+                             "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
     if error:
         entry["error"] = error
+    if stages:
+        entry["stages"] = list(stages)
     # One short line per write under the run's lease: no other writer can interleave.
     with open(folder / ATTEMPTS_NAME, "a", encoding="utf-8") as handle:
         handle.write(json.dumps(entry, sort_keys=True) + "\n")
@@ -103,9 +107,17 @@ def _task_label() -> str:
 
 
 class _WorkerProgress:
-    """Stage lines and every quarter of the epochs, on the worker's stderr (Ray relays them to the driver)."""
+    """Stage lines and every quarter of the epochs, on the worker's stderr (Ray relays them to the driver).
+
+    The stages are also kept for the attempt log: Ray relays worker output asynchronously, so lines printed
+    just before a task ends may reach the driver after it has exited.
+    """
+
+    def __init__(self) -> None:
+        self.stages: list[str] = []
 
     def stage(self, spec: RunSpec, message: str) -> None:
+        self.stages.append(message)
         print(f"{spec.run_key}: {message}", file=sys.stderr, flush=True)
 
     def epoch(self, spec: RunSpec, epoch: int, max_epoch: int) -> None:
@@ -159,10 +171,10 @@ def _attempt(spec: RunSpec, out: Path, force: bool, retries: int, sweep_id: str,
         return RunOutcome(spec.run_key, "failed", str(folder.relative_to(out)), error=error)
     for attempt in range(spent, retries + 1):
         _log_attempt(folder, sweep_id, attempt + 1, "start", task)
-        outcome = execute_with_retries(spec, out, force=force and attempt == 0, retries=0,
-                                       progress=_WorkerProgress())
+        progress = _WorkerProgress()
+        outcome = execute_with_retries(spec, out, force=force and attempt == 0, retries=0, progress=progress)
         last_line = outcome.error.strip().splitlines()[-1] if outcome.error else ""
-        _log_attempt(folder, sweep_id, attempt + 1, outcome.status, task, last_line)
+        _log_attempt(folder, sweep_id, attempt + 1, outcome.status, task, last_line, progress.stages)
         if outcome.status != "failed" or outcome.error.startswith("error: "):
             break
         if attempt < retries:
