@@ -44,8 +44,17 @@ def device(pytestconfig: pytest.Config) -> torch.device:
 @pytest.fixture(scope="session")
 def book(pytestconfig: pytest.Config, device: torch.device) -> PairBook:
     tolerance = 1e-4 if pytestconfig.getoption("--bench-precision") == "fp32" else 2e-2
-    pytestconfig.stash[BOOK_KEY] = PairBook(device, tolerance)
-    return pytestconfig.stash[BOOK_KEY]
+    pair_book = PairBook(device, tolerance)
+    report = pytestconfig.getoption("--bench-report")
+    if report:  # rewritten after every measurement, so an interrupted session still leaves its table
+        pair_book.on_update = lambda: Path(report).write_text(report_text(pair_book) + "\n", encoding="utf-8")
+    pytestconfig.stash[BOOK_KEY] = pair_book
+    return pair_book
+
+
+def report_text(pair_book: PairBook) -> str:
+    workloads = {key: workload.label for key, workload in _WORKLOADS.items()}
+    return summary_markdown(pair_book, workloads, machine_description(pair_book.device))
 
 
 BOOK_KEY = pytest.StashKey[PairBook]()
@@ -89,9 +98,7 @@ def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Co
     pair_book = config.stash.get(BOOK_KEY, None)
     if pair_book is None or not pair_book.rows:
         return
-    workloads = {key: workload.label for key, workload in _WORKLOADS.items()}
-    machine = machine_description(pair_book.device)
-    text = summary_markdown(pair_book, workloads, machine)
+    text = report_text(pair_book)
     terminalreporter.write_sep("=", "harness: ours vs the official computation (ratios)")
     terminalreporter.write_line(text)
     report = config.getoption("--bench-report")

@@ -119,6 +119,7 @@ class PairBook:
     device: torch.device
     tolerance: float = 1e-4
     rows: dict[tuple[str, str], PairRow] = field(default_factory=dict)
+    on_update: Callable[[], None] | None = None  # called after each measurement (writes the partial report)
 
     def row(self, case: str, workload: str, reference_case: str | None = None,
             tolerance: float | None = None) -> PairRow:
@@ -163,6 +164,8 @@ class PairBook:
         benchmark.extra_info["peak_bytes"] = measurement.peak_bytes
         row = self.row(case, workload, reference_case, tolerance)
         setattr(row, impl, measurement)
+        if self.on_update is not None:
+            self.on_update()
         self.check(row)
         return first[0]
 
