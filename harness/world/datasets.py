@@ -23,7 +23,7 @@ ATTRIBUTE_VALUES: dict[str, tuple[str, ...]] = {
 # pretraining captions named every style, so the non-photo share -- above all "negative", which changes
 # what the colour words look like -- is where learned context can help. Each target has its own "house
 # style", as the real targets differ in domain (satellite images, textures, actions...).
-SOURCE_MIX = {"photo": 0.4, "sketch": 0.1, "grainy": 0.1, "blurry": 0.1, "negative": 0.3}
+SOURCE_MIX = {"photo": 0.3, "sketch": 0.1, "grainy": 0.05, "blurry": 0.05, "negative": 0.5}
 SHAPES_MIX = {"photo": 0.5, "sketch": 0.2, "grainy": 0.15, "blurry": 0.15}
 COLOURS_MIX = {"photo": 0.25, "grainy": 0.15, "negative": 0.6}
 TEXTURES_MIX = {"photo": 0.5, "grainy": 0.25, "blurry": 0.25}

@@ -23,7 +23,7 @@ from harness.world.datasets import SOURCE, WORLD_DATASETS, get_world_dataset
 from harness.world.make import split_scenes
 from harness.world.vocab import STYLE_PREFIX, STYLES
 
-PROBE_DECAYS = (1e-4, 1e-3, 1e-2, 1e-1)
+PROBE_DECAYS = (1e-6, 1e-5, 1e-4, 1e-3, 1e-2)
 
 
 def text_classifier(backbone: Any, classnames: list[str], template: str) -> torch.Tensor:
