@@ -130,7 +130,7 @@ def _starts(folder: Path) -> list[dict[str, object]]:
         return []
 
 
-def _kill_attempts(out: Path, process: subprocess.Popen, timeout_s: float = 150) -> dict[str, list[int]]:
+def _kill_attempts(out: Path, process: subprocess.Popen, timeout_s: float = 240) -> dict[str, list[int]]:
     """Kill the worker of seed 1 once its training saved an epoch, and every attempt of seed 2 as it starts."""
     killed: dict[str, list[int]] = {"seed1": [], "seed2": []}
     deadline = time.monotonic() + timeout_s
@@ -161,7 +161,7 @@ def test_killed_workers_are_retried_and_the_sweep_completes_without_duplicates(
         process = subprocess.Popen(command, cwd=REPO, env={**os.environ, "RAY_DEDUP_LOGS": "0"},
                                    stdout=out_file, stderr=err_file)
         killed = _kill_attempts(out, process)
-        returncode = process.wait(timeout=150)
+        returncode = process.wait(timeout=240)
     err, table = stderr.read_text(), stdout.read_text()
     assert len(killed["seed1"]) == 1 and len(killed["seed2"]) == 2, (killed, err[-3000:])
 
