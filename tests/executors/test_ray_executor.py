@@ -160,8 +160,13 @@ def test_killed_workers_are_retried_and_the_sweep_completes_without_duplicates(
     with open(stdout, "w") as out_file, open(stderr, "w") as err_file:
         process = subprocess.Popen(command, cwd=REPO, env={**os.environ, "RAY_DEDUP_LOGS": "0"},
                                    stdout=out_file, stderr=err_file)
-        killed = _kill_attempts(out, process)
-        returncode = process.wait(timeout=240)
+        try:
+            killed = _kill_attempts(out, process)
+            returncode = process.wait(timeout=240)
+        finally:
+            if process.poll() is None:  # never leave the driver running after a failed check
+                process.kill()
+                process.wait()
     err, table = stderr.read_text(), stdout.read_text()
     assert len(killed["seed1"]) == 1 and len(killed["seed2"]) == 2, (killed, err[-3000:])
 
