@@ -45,6 +45,7 @@ class WorldDataset:
         styles: share of each rendering style.
         per_class: images per class in (train, val, test).
         free: allowed values of the attributes a class leaves free (default: every value).
+        centred: objects near the image centre (object-centric, as the real datasets), not anywhere.
     """
 
     name: str
@@ -56,6 +57,7 @@ class WorldDataset:
     styles: dict[str, float]
     per_class: tuple[int, int, int]
     free: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    centred: bool = True
 
     @property
     def folder(self) -> str:

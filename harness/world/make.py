@@ -77,7 +77,7 @@ def write_dataset(dataset: WorldDataset, folder: Path, seed: int = WORLD_SEED) -
         for label in range(len(dataset.classes)):
             for index in range(count):
                 rng = image_rng(seed, dataset.name, image_index(split_index, label, index))
-                pixels = render(_scene(dataset, label, rng), rng)
+                pixels = render(_scene(dataset, label, rng), rng, centred=dataset.centred)
                 relpath = image_path(dataset, name, label, index)
                 Image.fromarray(pixels).save(image_dir / relpath, format="PNG", compress_level=6)
                 entries.append([relpath, label, dataset.classnames[label]])

@@ -18,6 +18,9 @@ from harness.world.vocab import COLOUR_NAMES, COLOURS, NO_TEXTURE, SHAPES, SIZES
 IMAGE_SIZE = 32
 _CANVAS = 2 * IMAGE_SIZE
 _RADIUS = {"small": (9.0, 12.0), "large": (17.0, 22.0)}  # on the supersampled canvas
+# Downstream datasets are object-centric like the real benchmarks (pretraining places objects anywhere):
+# the published train transform's random crops (scale 0.08-1) then keep the object far more often.
+_CENTRE_JITTER = 4.0
 _YY, _XX = np.mgrid[0:_CANVAS, 0:_CANVAS].astype(np.float32)
 
 
@@ -116,12 +119,15 @@ def _background(texture: int, rng: np.random.Generator) -> np.ndarray:
     return first * (1 - pattern) + second * pattern
 
 
-def _place(scene: Scene, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+def _place(scene: Scene, rng: np.random.Generator, centred: bool) -> tuple[np.ndarray, np.ndarray]:
     """The object's coverage mask and its (jittered, lit) colour image."""
     low, high = _RADIUS[SIZES[scene.size]]
     radius = rng.uniform(low, high)
     margin = radius + 1.0
-    cx, cy = rng.uniform(margin, _CANVAS - margin, size=2)
+    if centred:
+        cx, cy = _CANVAS / 2 + rng.uniform(-_CENTRE_JITTER, _CENTRE_JITTER, size=2)
+    else:
+        cx, cy = rng.uniform(margin, _CANVAS - margin, size=2)
     mask = shape_mask(SHAPES[scene.shape], cx, cy, radius, rng.uniform(0, 2 * math.pi))
     base = np.array(COLOURS[COLOUR_NAMES[scene.colour]], dtype=np.float32) + rng.uniform(-12, 12, size=3)
     gx, gy = rng.uniform(-1, 1, size=2) * (0.12 / radius)
@@ -144,15 +150,16 @@ def _sketch(mask: np.ndarray, colour: np.ndarray, rng: np.random.Generator) -> n
     return washed * (1 - edge[..., None]) + pencil * edge[..., None]
 
 
-def render(scene: Scene, rng: np.random.Generator) -> np.ndarray:
+def render(scene: Scene, rng: np.random.Generator, centred: bool = False) -> np.ndarray:
     """Render one scene as a ``(32, 32, 3)`` uint8 RGB array.
 
     Args:
         scene: attribute indices (see ``harness.world.vocab``).
         rng: the image's own generator; the image depends on nothing else.
+        centred: object near the centre (object-centric datasets, as the real ones) instead of anywhere.
     """
     style = STYLES[scene.style]
-    mask, colour = _place(scene, rng)
+    mask, colour = _place(scene, rng, centred)
     if style == "sketch":
         canvas = _sketch(mask, colour, rng)
     else:

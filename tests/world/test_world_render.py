@@ -93,3 +93,12 @@ def test_wall_time_schedule_warms_up_then_anneals_and_stops() -> None:
     assert schedule.lr(6, 35.0, 10.0) == pytest.approx(5e-4)
     assert schedule.lr(7, 61.0, 10.0) is None
     assert schedule.lr(3, 65.0, 62.0) is None  # warmup outlasted the budget: stop rather than run forever
+
+
+def test_centred_objects_sit_near_the_middle() -> None:
+    from harness.world.render import _place
+
+    for index in range(20):
+        mask, _ = _place(_scene(), image_rng(0, "centre", index), centred=True)
+        ys, xs = (mask > 0.5).nonzero()
+        assert abs(xs.mean() - 32) < 10 and abs(ys.mean() - 32) < 10
