@@ -94,3 +94,23 @@ def test_bad_choices_are_clear_errors(inputs: tuple[Path, Path], tmp_path: Path)
         make_plan("base2new", "coop", datasets=["imagenet_a"], seeds=[1], shots=None,
                   context=RunContext(data_root=str(tmp_path)))
     assert main(args(inputs, tmp_path, "--jobs", "0")) == 2
+
+
+def test_planned_runs_that_never_ran_show_as_incomplete(inputs: tuple[Path, Path], tmp_path: Path,
+                                                         capsys: pytest.CaptureFixture[str]) -> None:
+    from harness.engine.runner import register_plan
+
+    data_root, backbone = inputs
+    out = tmp_path / "runs"
+    assert main(args(inputs, out)) == 0
+    context = RunContext(model=str(backbone), data_root=str(data_root))
+    register_plan(make_plan("base2new", "coop", datasets=["dtd"], seeds=[1, 2], shots=None, context=context), out)
+    capsys.readouterr()
+    assert main(["table", "--runs", str(out)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    clip = next(line for line in lines if line.startswith("| CLIP | backbone | Average |"))
+    coop = next(line for line in lines if line.startswith("| CoOp | backbone | DTD |"))
+    coop_average = next(line for line in lines if line.startswith("| CoOp | backbone | Average |"))
+    assert clip.endswith("|  |")  # complete
+    assert "| 0/2 |" in coop and "base: missing seed 1, 2; new: missing seed 1, 2" in coop
+    assert "incomplete: dtd not complete" in coop_average

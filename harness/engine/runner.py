@@ -79,6 +79,19 @@ def is_done(spec: RunSpec, out_dir: Path) -> bool:
     return (run_dir(spec, out_dir) / DONE_NAME).is_file()
 
 
+def register_plan(specs: list[RunSpec], out_dir: Path) -> None:
+    """Write ``spec.json`` for every planned run that has no folder yet, before any run starts.
+
+    Tables read the plan from these files, so a sweep interrupted before reaching a run still shows that
+    run as missing (an incomplete row) instead of averaging over the runs that happened to finish.
+    """
+    for spec in specs:
+        folder = run_dir(spec, out_dir)
+        if not (folder / SPEC_NAME).is_file():
+            folder.mkdir(parents=True, exist_ok=True)
+            write_atomic(folder / SPEC_NAME, spec.to_json())
+
+
 def write_atomic(path: Path, text: str) -> None:
     """Write ``text`` to ``path`` through a temporary file and an atomic rename (never half-written)."""
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
