@@ -123,6 +123,20 @@ PINNED_LEADERBOARD: dict[tuple[str, str, str, str], float] = {
     ("base2new", "CoCoOp", "Average", "base"): 52.2091,
     ("base2new", "CoCoOp", "Average", "new"): 47.9223,
     ("base2new", "CoCoOp", "Average", "hm"): 49.9740,
+    # CoOp cross-dataset and domain generalization (coop_base2new_embedded trained on world_objects), 3 seeds.
+    ("cross_dataset", "CoOp", "WorldObjects", "accuracy"): 29.6667,
+    ("cross_dataset", "CoOp", "WorldColours", "accuracy"): 85.8333,
+    ("cross_dataset", "CoOp", "WorldNovel", "accuracy"): 43.8542,
+    ("cross_dataset", "CoOp", "WorldShapes", "accuracy"): 20.7143,
+    ("cross_dataset", "CoOp", "WorldSizes", "accuracy"): 17.2917,
+    ("cross_dataset", "CoOp", "WorldTextures", "accuracy"): 43.5185,
+    ("cross_dataset", "CoOp", "Average", "accuracy"): 42.2424,
+    ("domain_generalization", "CoOp", "WorldObjects", "accuracy"): 29.6667,
+    ("domain_generalization", "CoOp", "WorldObjectsBlurry", "accuracy"): 31.4167,
+    ("domain_generalization", "CoOp", "WorldObjectsGrainy", "accuracy"): 27.1250,
+    ("domain_generalization", "CoOp", "WorldObjectsSketch", "accuracy"): 24.2500,
+    ("domain_generalization", "CoOp", "WorldObjectsV2", "accuracy"): 31.2917,
+    ("domain_generalization", "CoOp", "Average", "accuracy"): 28.5208,
 }
 
 # (method, dataset, subsample, seed) -> accuracy of that run when the benchmark was generated.
