@@ -87,22 +87,14 @@ def restrict(roles: DatasetRoles, protocol: str, requested: Sequence[str] | None
 def load_card_infos() -> list[CardInfo]:
     """Read every registered dataset card (``datasets/*.yaml``) into ``CardInfo``.
 
-    Raises:
-        HarnessError: if a card lacks ``role`` or ``display_name``.
+    ``load_card`` already requires and validates ``role`` and ``display_name``.
     """
     from harness.data import load_card  # imported here: planning itself stays free of data code
     from harness.registries import DATASETS, load_builtins
 
     load_builtins()
-    infos = []
-    for name in DATASETS.names():
-        card = load_card(name)
-        role = getattr(card, "role", None)
-        display = getattr(card, "display_name", None)
-        if role is None or display is None:
-            raise HarnessError(f"dataset card {name!r} has no 'role' or 'display_name' key")
-        infos.append(CardInfo(name, str(display), str(role), bool(card.embedded)))
-    return infos
+    cards = (load_card(name) for name in DATASETS.names())
+    return [CardInfo(card.name, card.display_name, card.role, card.embedded) for card in cards]
 
 
 def display_names() -> dict[str, str]:
