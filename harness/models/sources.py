@@ -85,6 +85,15 @@ def load_weights_strict(model: nn.Module, state: dict[str, torch.Tensor], source
     model.load_state_dict(state, strict=True)
 
 
+def clip_with_weights(
+    config: dict[str, Any], state: dict[str, torch.Tensor], precision: str, source: str
+) -> nn.Module:
+    """Build the model of ``config`` and load ``state`` into it strictly (non-weight entries dropped)."""
+    model = build_clip(config, precision, source)
+    load_weights_strict(model, strip_non_weights(state), source)
+    return model
+
+
 def clip_tokenizer(context_length: int, vocab_size: int, source: str, bpe_path: Path | None = None) -> Any:
     """open_clip's CLIP BPE tokenizer (the shipped vocabulary unless ``bpe_path``), checked against the model."""
     from open_clip.tokenizer import SimpleTokenizer
@@ -117,8 +126,7 @@ def load_openai_file(request: LoadRequest) -> LoadedModel:
     path = Path(require_source(request, "openai-file", "path"))
     state, _ = read_state_dict(path)
     config = openai_config_from_state_dict(state, str(path))
-    model = build_clip(config, request.precision, str(path))
-    load_weights_strict(model, strip_non_weights(state), str(path))
+    model = clip_with_weights(config, state, request.precision, str(path))
     context_length, vocab_size = _text_sizes(config)
     return LoadedModel(
         model=model,
@@ -158,8 +166,7 @@ def load_open_clip_file(request: LoadRequest) -> LoadedModel:
     name = request.model_config
     config = open_clip_config(name)
     state, _ = read_state_dict(path)
-    model = build_clip(config, request.precision, str(path))
-    load_weights_strict(model, strip_non_weights(state), str(path))
+    model = clip_with_weights(config, state, request.precision, str(path))
     context_length, vocab_size = _text_sizes(config)
     # As open_clip itself does for ``pretrained=<file>``: the config's resolution, OpenAI normalisation.
     return LoadedModel(
@@ -209,8 +216,7 @@ def load_folder(request: LoadRequest) -> LoadedModel:
         raise CheckpointError(f"{folder / 'open_clip_config.json'}: expected keys embed_dim, vision_cfg, text_cfg")
     weights = folder / "model.safetensors"
     state, _ = read_state_dict(weights)
-    model = build_clip(config, request.precision, str(weights))
-    load_weights_strict(model, strip_non_weights(state), str(weights))
+    model = clip_with_weights(config, state, request.precision, str(weights))
     context_length, vocab_size = _text_sizes(config)
     return LoadedModel(
         model=model,
