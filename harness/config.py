@@ -50,11 +50,15 @@ class MethodConfig:
     # Epochs by dataset registry name, which win over epochs_by_shots (CoOp on ImageNet: 50 for every shot count).
     epochs_by_dataset: tuple[tuple[str, int], ...] = ()
     precision: str = "auto"
-    # CoCoOp: prompts encoded per chunk (images x classes); 0 chooses from a memory budget.
+    # CoCoOp: prompts encoded per text-encoder call (images x classes); 0 sizes the call from chunk_memory_mb,
+    # the estimated activation memory one call may use.
     max_prompts_per_chunk: int = 0
+    chunk_memory_mb: int = 1024
     # Encode prompts truncated to the longest end-of-text position (exact for causal text towers).
     truncate_prompts: bool = True
     num_workers: int = 0
+    # Train-time RandomResizedCrop area range (Dassl INPUT.RRCROP_SCALE; official (0.08, 1.0)).
+    train_crop_scale: tuple[float, float] = (0.08, 1.0)
 
     def epochs_for(self, shots: int | None, dataset: str | None = None) -> int:
         """The number of epochs: ``epochs_by_dataset``, else ``epochs_by_shots``, else ``max_epoch``."""
@@ -147,9 +151,13 @@ def validate(config: MethodConfig, source: str) -> None:
         )
     if config.precision not in PRECISIONS:
         raise ConfigError(f"{source}: precision={config.precision!r}; allowed: {', '.join(PRECISIONS)}")
-    for key in ("n_ctx", "max_epoch", "batch_size", "test_batch_size"):
+    for key in ("n_ctx", "max_epoch", "batch_size", "test_batch_size", "chunk_memory_mb"):
         if getattr(config, key) < 1:
             raise ConfigError(f"{source}: {key} must be at least 1, got {getattr(config, key)}")
+    low, high = config.train_crop_scale
+    if not 0 < low <= high <= 1:
+        raise ConfigError(f"{source}: train_crop_scale must be two numbers with 0 < low <= high <= 1, "
+                          f"got {list(config.train_crop_scale)}")
     if config.lr <= 0:
         raise ConfigError(f"{source}: lr must be positive, got {config.lr}")
 

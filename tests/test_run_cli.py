@@ -114,3 +114,25 @@ def test_planned_runs_that_never_ran_show_as_incomplete(inputs: tuple[Path, Path
     assert clip.endswith("|  |")  # complete
     assert "| 0/2 |" in coop and "base: missing seed 1, 2; new: missing seed 1, 2" in coop
     assert "incomplete: dtd not complete" in coop_average
+
+
+def test_finished_runs_from_other_weights_or_config_stop_the_run(inputs: tuple[Path, Path], tmp_path: Path,
+                                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "runs"
+    assert main(args(inputs, out)) == 0
+    folder = out / "base2new" / "zeroshot-backbone-dtd-base2new-allshots-noseed"
+    good = (folder / "records.jsonl").read_text()
+    for field, value in (("config_hash", "0123456789ab"), ("backbone_sha256", "f" * 64)):
+        lines = [line.replace(f'"{field}": "', f'"{field}": "{value}", "old_{field}": "') for line in good.splitlines()]
+        (folder / "records.jsonl").write_text("\n".join(lines) + "\n")
+        stamp = (folder / "DONE").stat().st_mtime_ns
+        capsys.readouterr()
+        assert main(args(inputs, out)) == 2
+        message = capsys.readouterr().err
+        assert "1 finished run(s)" in message and "zeroshot-backbone-dtd-base2new-allshots-noseed" in message
+        assert value[:12] in message and "--force" in message
+        assert (folder / "DONE").stat().st_mtime_ns == stamp  # nothing redone, nothing deleted
+        assert main(args(inputs, out, "--dry-run")) == 0
+        assert "stale  base2new/zeroshot-backbone" in capsys.readouterr().out
+    assert main(args(inputs, out, "--force")) == 0
+    assert read_records(folder / "records.jsonl")[0]["backbone_sha256"] != "f" * 64

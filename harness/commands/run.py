@@ -54,7 +54,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Plan, execute, tabulate; exit status 1 if any run failed."""
-    from harness.engine.runner import register_plan
+    from harness.engine.runner import check_finished_runs, register_plan
     from harness.executors import build_executor
     from harness.protocols.build import make_plan
     from harness.protocols.spec import RunContext
@@ -69,6 +69,8 @@ def run(args: argparse.Namespace) -> int:
         print(format_plan(specs, args.out), end="")
         return 0
     executor = build_executor(args.executor, jobs=args.jobs, retries=args.retries, address=args.address)
+    if not args.force:
+        check_finished_runs(specs, args.out)
     register_plan(specs, args.out)
     outcomes = executor.execute(specs, args.out, force=args.force)
     failed = [o for o in outcomes if o.status == "failed"]

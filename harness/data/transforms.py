@@ -22,12 +22,14 @@ INTERPOLATIONS = {
 }
 
 
-def build_transform(preprocessing: Preprocessing, train: bool) -> Any:
+def build_transform(preprocessing: Preprocessing, train: bool,
+                    crop_scale: tuple[float, float] = (0.08, 1.0)) -> Any:
     """The train or test transform for a model's input size, mean, std and interpolation.
 
     Args:
         preprocessing: the backbone's ``Preprocessing``.
         train: random crop and flip when True, resize and centre crop otherwise.
+        crop_scale: the random crop's area range (Dassl ``INPUT.RRCROP_SCALE``), train only.
     """
     if preprocessing.interpolation not in INTERPOLATIONS:
         raise ConfigError(
@@ -38,7 +40,7 @@ def build_transform(preprocessing: Preprocessing, train: bool) -> Any:
     normalize = T.Normalize(mean=list(preprocessing.mean), std=list(preprocessing.std))
     if train:
         return T.Compose([
-            T.RandomResizedCrop(size, scale=(0.08, 1.0), interpolation=mode),
+            T.RandomResizedCrop(size, scale=tuple(crop_scale), interpolation=mode),
             T.RandomHorizontalFlip(p=0.5),
             T.ToTensor(),
             normalize,

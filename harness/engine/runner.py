@@ -79,6 +79,49 @@ def is_done(spec: RunSpec, out_dir: Path) -> bool:
     return (run_dir(spec, out_dir) / DONE_NAME).is_file()
 
 
+def stale_reason(spec: RunSpec, out_dir: Path) -> str:
+    """Why a finished run's records no longer match what ``spec`` would compute now ("" when they match).
+
+    The run key names the method, model, dataset, shots, seed and ``--set`` overrides, not the preset's
+    content nor the weights. A finished run is compared with the configuration its preset gives now
+    (``config_hash``) and with the weights the model name loads now (``backbone_sha256``), so that editing a
+    preset or replacing the weights cannot leave old results counted as current.
+    """
+    from harness.results.records import read_records
+
+    records = read_records(run_dir(spec, out_dir) / RECORDS_NAME)
+    if not records:
+        return ""
+    config_hash = resolve_run_config(spec).digest()
+    stored = sorted({str(r.get("config_hash")) for r in records})
+    if stored != [config_hash]:
+        return (f"its records have config hash {', '.join(stored)}, methods/{spec.preset}.yaml with this "
+                f"command's --set now gives {config_hash}")
+    backbone = cached_backbone(spec.model, spec.pretrained, spec.device, spec.precision)
+    stored = sorted({str(r.get("backbone_sha256")) for r in records})
+    if stored != [backbone.weights_sha256]:
+        return (f"its records were made with weights sha256 {', '.join(s[:12] for s in stored)}, "
+                f"{spec.model!r} now loads {backbone.weights_sha256[:12]}")
+    return ""
+
+
+def check_finished_runs(specs: list[RunSpec], out_dir: Path) -> None:
+    """Raise ``HarnessError`` if a finished run of the plan is stale (see ``stale_reason``); nothing is deleted."""
+    stale = []
+    for spec in specs:
+        if is_done(spec, out_dir):
+            reason = stale_reason(spec, out_dir)
+            if reason:
+                stale.append(f"  {spec.protocol}/{spec.run_key}: {reason}")
+    if stale:
+        shown = "\n".join(stale[:5]) + (f"\n  ... and {len(stale) - 5} more" if len(stale) > 5 else "")
+        raise HarnessError(
+            f"{len(stale)} finished run(s) under {out_dir} were made with another configuration or other weights "
+            f"than this command uses:\n{shown}\nTheir results are kept. Rerun with --force to redo them, or "
+            "choose another --out."
+        )
+
+
 def register_plan(specs: list[RunSpec], out_dir: Path) -> None:
     """Write ``spec.json`` for every planned run that has no folder yet, before any run starts.
 

@@ -6,8 +6,9 @@ its logits are ``logit_scale.exp() * image_i @ normalised text_i.T``.
 
 The official forward loops over images and encodes one image's ``n_cls`` prompts per call. Here the
 prompts of a chunk of images (images x classes) are encoded in one call; the chunk holds
-``max_prompts_per_chunk`` prompts (0: about ``PROMPT_TOKEN_BUDGET`` prompt tokens per call), and never less
-than one image, as the official loop. ``forward_per_image`` keeps the official loop as the reference the
+``max_prompts_per_chunk`` prompts, or (when that is 0) as many as fit ``chunk_memory_mb`` of estimated
+activations (``prompt_activation_bytes``: the text tower's width, heads, depth, dtype and whether autograd
+keeps every block), and never less than one image, as the official loop. ``forward_per_image`` keeps the official loop as the reference the
 tests and benchmarks compare against.
 """
 
@@ -18,25 +19,34 @@ import torch
 from harness.methods.coop import CoOp, scaled_logits
 from harness.registries import METHODS
 
-# Prompt tokens per text-encoder call when max_prompts_per_chunk is 0: about 1 GiB of float32
-# activations per layer output for a 512-wide text tower, a size that fits every GPU CoCoOp runs on.
-PROMPT_TOKEN_BUDGET = 1 << 19
+def prompt_activation_bytes(backbone, seq_len: int, grad: bool) -> int:
+    """Estimated activation bytes one prompt of ``seq_len`` tokens costs in a text-encoder call.
+
+    Per token and block: about ``12 * width`` values (layer norms, q/k/v, attention output, the 4x-wide MLP
+    hidden before and after its activation, residual) plus ``2 * heads * seq_len`` attention weights. Under
+    autograd every block's activations stay alive for the backward pass; without it about two blocks' worth
+    are alive at a time.
+    """
+    element = torch.empty((), dtype=backbone.dtype).element_size()
+    per_block = seq_len * (12 * backbone.text_width + 2 * backbone.text_heads * seq_len) * element
+    return per_block * (backbone.text_layers if grad else 2)
 
 
-def images_per_chunk(n_cls: int, seq_len: int, max_prompts_per_chunk: int) -> int:
-    """How many images' prompts (``n_cls`` each, ``seq_len`` tokens long) one text-encoder call takes.
+def images_per_chunk(n_cls: int, bytes_per_prompt: int, max_prompts_per_chunk: int, chunk_memory_mb: int) -> int:
+    """How many images' prompts (``n_cls`` each) one text-encoder call takes.
 
     Args:
         n_cls: number of classes (prompts per image).
-        seq_len: tokens per prompt (after truncation).
-        max_prompts_per_chunk: prompts per call; 0 chooses from ``PROMPT_TOKEN_BUDGET``.
+        bytes_per_prompt: estimated activation bytes of one prompt (``prompt_activation_bytes``).
+        max_prompts_per_chunk: prompts per call when positive; it wins over the memory budget.
+        chunk_memory_mb: activation budget of one call in MiB, used when ``max_prompts_per_chunk`` is 0.
 
     Returns:
         At least 1: a single image's prompts are always encoded together, as in the official code.
     """
     if max_prompts_per_chunk > 0:
         return max(1, max_prompts_per_chunk // n_cls)
-    return max(1, PROMPT_TOKEN_BUDGET // (n_cls * seq_len))
+    return max(1, (chunk_memory_mb << 20) // (n_cls * max(1, bytes_per_prompt)))
 
 
 @METHODS.register("cocoop")
@@ -62,7 +72,9 @@ class CoCoOp(CoOp):
         learner._require_classes()
         ctx_shifted = self._shifted_context(image_features)
         n_cls = len(learner.classnames)
-        step = images_per_chunk(n_cls, learner.seq_len, self.config.max_prompts_per_chunk)
+        bytes_per_prompt = prompt_activation_bytes(self.backbone, learner.seq_len, torch.is_grad_enabled())
+        step = images_per_chunk(n_cls, bytes_per_prompt, self.config.max_prompts_per_chunk,
+                                self.config.chunk_memory_mb)
         scale = self.backbone.logit_scale().to(image_features.device)
         chunks = []
         for start in range(0, image_features.shape[0], step):

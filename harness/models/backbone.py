@@ -99,6 +99,16 @@ class Backbone:
         return int(self.model.ln_final.weight.shape[0])
 
     @property
+    def text_layers(self) -> int:
+        """Number of residual blocks of the text transformer."""
+        return len(self.model.transformer.resblocks)
+
+    @property
+    def text_heads(self) -> int:
+        """Attention heads per text block."""
+        return int(self.model.transformer.resblocks[0].attn.num_heads)
+
+    @property
     def embed_dim(self) -> int:
         """Dimension of the joint image-text embedding (``vis_dim`` of CoCoOp's meta-net)."""
         projection = self.model.text_projection

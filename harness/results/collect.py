@@ -132,11 +132,13 @@ def folder_table(out_dir: Path, protocol: str, fmt: str = "markdown") -> str:
 
 def format_plan(specs: Sequence[RunSpec], out_dir: Path) -> str:
     """The plan as text: one line per run (done or to run), then the totals."""
-    from harness.engine.runner import is_done, resolve_run_config
+    from harness.engine.runner import is_done, resolve_run_config, stale_reason
 
     lines = []
     for spec in specs:
-        state = "done" if is_done(spec, out_dir) else "todo"
+        state = "todo"
+        if is_done(spec, out_dir):
+            state = "stale" if stale_reason(spec, out_dir) else "done"
         evals = ", ".join(f"{e.dataset}:{e.subsample}" for e in spec.evals)
         training = "no training"
         if spec.trainable:
@@ -145,5 +147,7 @@ def format_plan(specs: Sequence[RunSpec], out_dir: Path) -> str:
                         f"{epochs} epochs")
         lines.append(f"{state}  {spec.protocol}/{spec.run_key}  [{spec.preset}; {training}; eval {evals}]")
     todo = sum(1 for line in lines if line.startswith("todo"))
-    lines.append(f"{len(specs)} runs, {len(specs) - todo} done, {todo} to run (output: {out_dir})")
+    stale = sum(1 for line in lines if line.startswith("stale"))
+    note = f", {stale} stale (made with another config or weights: run stops unless --force)" if stale else ""
+    lines.append(f"{len(specs)} runs, {len(specs) - todo - stale} done, {todo} to run{note} (output: {out_dir})")
     return "\n".join(lines) + "\n"

@@ -24,6 +24,18 @@ def test_every_preset_resolves_and_documents_itself(name: str) -> None:
     assert config.method == preset["method"]
 
 
+@pytest.mark.parametrize("name", [n for n in preset_names() if n.endswith("_embedded")])
+def test_embedded_variants_name_every_key_they_change(name: str) -> None:
+    import dataclasses
+
+    published = dataclasses.asdict(resolve_config(name.removesuffix("_embedded")))
+    embedded = dataclasses.asdict(resolve_config(name))
+    changed = sorted(key for key in published if published[key] != embedded[key])
+    assert changed, f"{name} changes nothing: it should not exist"
+    changes = load_preset(name)["meta"]["changes"]
+    assert [key for key in changed if key not in changes] == [], f"{name}: meta.changes must name every changed key"
+
+
 def test_published_hyperparameters() -> None:
     fewshot = resolve_config("coop_fewshot")
     assert (fewshot.n_ctx, fewshot.ctx_init, fewshot.csc, fewshot.class_token_position) == (16, "", False, "end")

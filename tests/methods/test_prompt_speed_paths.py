@@ -10,7 +10,7 @@ import torch.nn.functional as F
 
 from harness.config import MethodConfig
 from harness.methods import build_method
-from harness.methods.cocoop import images_per_chunk
+from harness.methods.cocoop import images_per_chunk, prompt_activation_bytes
 
 CLASSNAMES = ["dog", "sea lion", "a rather long class name with many words", "cat"]
 
@@ -71,6 +71,34 @@ def test_batched_cocoop_gradients_equal_the_per_image_loop(tiny_backbone) -> Non
 
 
 def test_images_per_chunk() -> None:
-    assert images_per_chunk(10, 20, 25) == 2
-    assert images_per_chunk(1000, 20, 5) == 1  # never less than one image, as the official loop
-    assert images_per_chunk(100, 8, 0) >= 1
+    assert images_per_chunk(10, 1 << 20, 25, 1024) == 2  # an explicit prompt count wins over the budget
+    assert images_per_chunk(1000, 1 << 20, 5, 1024) == 1  # never less than one image, as the official loop
+    assert images_per_chunk(100, 1 << 20, 0, 1024) == 10  # 1 GiB / (100 prompts x 1 MiB)
+    assert images_per_chunk(100, 1 << 20, 0, 50) == 1
+
+
+def test_prompt_activation_bytes_follow_the_text_tower(tiny_backbone) -> None:
+    eval_bytes = prompt_activation_bytes(tiny_backbone, 10, grad=False)
+    width, heads = tiny_backbone.text_width, tiny_backbone.text_heads
+    assert eval_bytes == 2 * 10 * (12 * width + 2 * heads * 10) * 4
+    assert prompt_activation_bytes(tiny_backbone, 10, grad=True) == eval_bytes // 2 * tiny_backbone.text_layers
+    assert prompt_activation_bytes(tiny_backbone, 20, grad=False) > 2 * eval_bytes  # attention grows with length
+
+
+def test_cocoop_chunk_follows_the_memory_budget(tiny_backbone, monkeypatch) -> None:
+    import harness.methods.cocoop as cocoop
+
+    calls = []
+    config = MethodConfig(method="cocoop", n_ctx=4, ctx_init="a photo of a", chunk_memory_mb=1)
+    torch.manual_seed(0)
+    method = build_method("cocoop", tiny_backbone, config, CLASSNAMES, "{}")
+    encode = method.prompt_learner.encode
+    monkeypatch.setattr(method.prompt_learner, "encode", lambda *a: calls.append(a[0].shape[0]) or encode(*a))
+    x = images(tiny_backbone, 12)
+    per_prompt = cocoop.prompt_activation_bytes(tiny_backbone, method.prompt_learner.seq_len, grad=False)
+    expected = max(1, (1 << 20) // (len(CLASSNAMES) * per_prompt))
+    with torch.no_grad():
+        method(x)
+    assert 1 <= expected < 12
+    assert max(calls) == expected * len(CLASSNAMES)
+    assert sum(calls) == 12 * len(CLASSNAMES)
