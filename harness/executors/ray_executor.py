@@ -33,7 +33,7 @@ from typing import Any
 from harness.engine.runner import RunOutcome, is_done, run_dir
 from harness.errors import HarnessError
 from harness.executors.base import ProgressDisplay, execute_with_retries, skipped_outcome, split_pending
-from harness.executors.locking import RunLease
+from harness.executors.locking import LEASE_NAME, RunLease
 from harness.protocols.spec import RunSpec
 
 INSTALL_HINT = "pip install 'harness[ray]'"
@@ -288,11 +288,21 @@ class RayExecutor:
             return RunOutcome(spec.run_key, "failed", str(folder.relative_to(out)), error=error)
 
 
-def _clear_stale_lease(folder: Path) -> None:
-    """Remove the lease a dead worker left, once provably stale (the next sweep would take it over anyway)."""
+def _clear_stale_lease(folder: Path, wait_s: float = 10.0) -> None:
+    """Remove the lease a dead worker left, once provably stale (the next sweep would take it over anyway).
+
+    Ray can report a worker's death a moment before the operating system has reaped its process, while the
+    lease still names a live pid: the check is repeated for up to ``wait_s`` seconds.
+    """
     lease = RunLease(folder, task="driver cleanup")
+    deadline = time.monotonic() + wait_s
     try:
-        if lease.try_acquire():
-            lease.release()
+        while (folder / LEASE_NAME).exists():
+            if lease.try_acquire():
+                lease.release()
+                return
+            if time.monotonic() > deadline:
+                return
+            time.sleep(0.2)
     except HarnessError:
         pass  # an unreadable lease file is reported by the next sweep that meets it

@@ -8,8 +8,8 @@ The official forward loops over images and encodes one image's ``n_cls`` prompts
 prompts of a chunk of images (images x classes) are encoded in one call; the chunk holds
 ``max_prompts_per_chunk`` prompts, or (when that is 0) as many as fit ``chunk_memory_mb`` of estimated
 activations (``prompt_activation_bytes``: the text tower's width, heads, depth, dtype and whether autograd
-keeps every block), and never less than one image, as the official loop. ``forward_per_image`` keeps the official loop as the reference the
-tests and benchmarks compare against.
+keeps every block), and never less than one image, as the official loop. ``forward_per_image`` keeps the
+official loop as the reference the tests and benchmarks compare against.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ import torch
 
 from harness.methods.coop import CoOp, scaled_logits
 from harness.registries import METHODS
+
 
 def prompt_activation_bytes(backbone, seq_len: int, grad: bool) -> int:
     """Estimated activation bytes one prompt of ``seq_len`` tokens costs in a text-encoder call.
