@@ -228,6 +228,7 @@ PINNED_RUNS: dict[tuple[str, str, str, int | None], float] = {
     ("coop", "world_textures", "new", 1): 58.8889,
     ("cocoop", "world_textures", "base", 1): 95.5556,
     ("cocoop", "world_textures", "new", 1): 58.8889,
+    # Zero-shot base-to-new on every embedded dataset (no seed).
     ("zeroshot", "world_colours", "base", None): 58.0,
     ("zeroshot", "world_colours", "new", None): 73.0,
     ("zeroshot", "world_novel", "base", None): 67.5,

@@ -12,6 +12,7 @@ from typing import Any
 from torchvision import transforms as T
 from torchvision.transforms import InterpolationMode
 
+from harness.config import MethodConfig
 from harness.errors import ConfigError
 from harness.models.backbone import Preprocessing
 
@@ -23,7 +24,7 @@ INTERPOLATIONS = {
 
 
 def build_transform(preprocessing: Preprocessing, train: bool,
-                    crop_scale: tuple[float, float] = (0.08, 1.0)) -> Any:
+                    crop_scale: tuple[float, float] = MethodConfig.train_crop_scale) -> Any:
     """The train or test transform for a model's input size, mean, std and interpolation.
 
     Args:
@@ -40,7 +41,7 @@ def build_transform(preprocessing: Preprocessing, train: bool,
     normalize = T.Normalize(mean=list(preprocessing.mean), std=list(preprocessing.std))
     if train:
         return T.Compose([
-            T.RandomResizedCrop(size, scale=tuple(crop_scale), interpolation=mode),
+            T.RandomResizedCrop(size, scale=crop_scale, interpolation=mode),
             T.RandomHorizontalFlip(p=0.5),
             T.ToTensor(),
             normalize,

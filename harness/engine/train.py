@@ -120,8 +120,8 @@ def build_train_loader(task_data: Any, backbone: Backbone, config: MethodConfig,
 
     if not task_data.train:
         raise DataError(f"dataset {task_data.dataset}: the train split is empty")
-    dataset = ImageDataset(task_data.train, task_data.image_dir, build_transform(backbone.preprocessing, train=True,
-                                                                            crop_scale=config.train_crop_scale))
+    transform = build_transform(backbone.preprocessing, train=True, crop_scale=config.train_crop_scale)
+    dataset = ImageDataset(task_data.train, task_data.image_dir, transform)
     return DataLoader(
         dataset, batch_size=config.batch_size, sampler=RandomSampler(dataset, generator=generator),
         drop_last=len(dataset) >= config.batch_size, num_workers=config.num_workers,

@@ -28,8 +28,7 @@ def prompt_activation_bytes(backbone, seq_len: int, grad: bool) -> int:
     autograd every block's activations stay alive for the backward pass; without it about two blocks' worth
     are alive at a time.
     """
-    element = torch.empty((), dtype=backbone.dtype).element_size()
-    per_block = seq_len * (12 * backbone.text_width + 2 * backbone.text_heads * seq_len) * element
+    per_block = seq_len * (12 * backbone.text_width + 2 * backbone.text_heads * seq_len) * backbone.dtype.itemsize
     return per_block * (backbone.text_layers if grad else 2)
 
 

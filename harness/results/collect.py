@@ -134,11 +134,12 @@ def format_plan(specs: Sequence[RunSpec], out_dir: Path) -> str:
     """The plan as text: one line per run (done or to run), then the totals."""
     from harness.engine.runner import is_done, resolve_run_config, stale_reason
 
-    lines = []
+    lines, states = [], []
     for spec in specs:
         state = "todo"
         if is_done(spec, out_dir):
             state = "stale" if stale_reason(spec, out_dir) else "done"
+        states.append(state)
         evals = ", ".join(f"{e.dataset}:{e.subsample}" for e in spec.evals)
         training = "no training"
         if spec.trainable:
@@ -146,8 +147,7 @@ def format_plan(specs: Sequence[RunSpec], out_dir: Path) -> str:
             training = (f"train {spec.train_dataset}:{spec.train_subsample} {spec.shots} shots seed {spec.seed}, "
                         f"{epochs} epochs")
         lines.append(f"{state}  {spec.protocol}/{spec.run_key}  [{spec.preset}; {training}; eval {evals}]")
-    todo = sum(1 for line in lines if line.startswith("todo"))
-    stale = sum(1 for line in lines if line.startswith("stale"))
+    todo, stale = states.count("todo"), states.count("stale")
     note = f", {stale} stale (made with another config or weights: run stops unless --force)" if stale else ""
     lines.append(f"{len(specs)} runs, {len(specs) - todo - stale} done, {todo} to run{note} (output: {out_dir})")
     return "\n".join(lines) + "\n"
