@@ -23,8 +23,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--bench-precision", default="fp32", choices=("fp32", "amp"),
                     help="backbone precision (the 1e-4 logits check applies to fp32; amp is checked at 2e-2)")
     group.addoption("--bench-classes", type=int, default=20, help="classes of the ViT-B/16 text-shape workload")
-    group.addoption("--bench-test-images", type=int, default=200,
-                    help="images of the evaluation test set (official test batches of 100)")
+    group.addoption("--bench-test-images", type=int, default=1000,
+                    help="images of the evaluation test set (official test batches of 100; default 1000, the size "
+                         "of the protocols' smallest test splits: DTD's base half is 864 images)")
     group.addoption("--bench-rounds", type=int, default=0, help="timed rounds per benchmark (0: per workload)")
     group.addoption("--bench-report", default="", help="also write the summary table (markdown) to this file")
 
@@ -92,7 +93,7 @@ def build_workload(key: str, config: pytest.Config, device: torch.device, bench_
 
 @pytest.fixture(scope="session")
 def test_task(workload: Workload, bench_dir: Path, pytestconfig: pytest.Config):
-    """``--bench-test-images`` test images (default 200: 2 official test batches of 100) over the classes."""
+    """``--bench-test-images`` test images (default 1000: 10 official test batches of 100) over the classes."""
     n_images = pytestconfig.getoption("--bench-test-images")
     return make_test_task(bench_dir / f"data-{workload.key}-{n_images}", workload.classnames, n_images)
 

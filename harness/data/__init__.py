@@ -11,7 +11,7 @@ from harness.data.fewshot import sample_few_shot, sample_train_val
 from harness.data.image_dataset import ImageDataset, load_image
 from harness.data.subsample import split_base_new
 from harness.data.task import TaskData, prepare_task_data
-from harness.data.transforms import build_transform
+from harness.data.transforms import PixelPipeline, build_pipeline, build_transform
 from harness.data.types import DatasetSplits, Datum
 from harness.registries import DATASETS
 
@@ -30,7 +30,9 @@ __all__ = [
     "DatasetSplits",
     "Datum",
     "ImageDataset",
+    "PixelPipeline",
     "TaskData",
+    "build_pipeline",
     "build_transform",
     "load_card",
     "load_image",

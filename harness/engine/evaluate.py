@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import torch
 from torch.utils.data import DataLoader
@@ -20,6 +21,9 @@ from harness.engine.feature_cache import FeatureCache, resolve_cache
 from harness.errors import DataError
 from harness.methods.base import Method
 from harness.models.backbone import Backbone
+
+if TYPE_CHECKING:  # the data package is imported lazily: the engine stays importable on its own
+    from harness.data import PixelPipeline
 
 SPLITS = ("train", "val", "test")
 
@@ -100,27 +104,31 @@ def split_features(
     ``cache``: ``True`` uses the shared on-disk feature cache (``harness.engine.feature_cache``), ``False``
     encodes every image, or pass a ``FeatureCache``.
     """
-    from harness.data import build_transform  # lazy: keeps the engine importable on its own
+    from harness.data import build_pipeline  # lazy: keeps the engine importable on its own
 
     items = split_items(task_data, split)
-    transform = build_transform(backbone.preprocessing, train=False)
+    pipeline = build_pipeline(backbone.preprocessing, train=False)
     store = resolve_cache(cache)
     if store is None:
-        return encode_items(backbone, items, task_data.image_dir, transform, batch_size, num_workers)
+        return encode_items(backbone, items, task_data.image_dir, pipeline, batch_size, num_workers)
     return store.split_features(
-        backbone, task_data, split, items, transform,
-        lambda: encode_items(backbone, items, task_data.image_dir, transform, batch_size, num_workers),
+        backbone, task_data, split, items, pipeline,
+        lambda: encode_items(backbone, items, task_data.image_dir, pipeline, batch_size, num_workers),
     )
 
 
 @torch.no_grad()
 def encode_items(
-    backbone: Backbone, items: list, image_dir: object, transform: object, batch_size: int, num_workers: int
+    backbone: Backbone, items: list, image_dir: object, pipeline: PixelPipeline, batch_size: int, num_workers: int
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Encode ``items`` in order with ``transform``: features ``(n, embed_dim)`` and labels ``(n,)`` (no cache)."""
+    """Encode ``items`` in order with ``pipeline``: features ``(n, embed_dim)`` and labels ``(n,)`` (no cache).
+
+    The loader yields uint8 images (decoded, resized and cropped per image); they are normalised per batch on
+    the backbone's device.
+    """
     from harness.data import ImageDataset  # lazy: keeps the engine importable on its own
 
-    dataset = ImageDataset(items, image_dir, transform)
+    dataset = ImageDataset(items, image_dir, pipeline.per_image)
     loader = DataLoader(
         dataset,
         batch_size=batch_size,
@@ -130,7 +138,8 @@ def encode_items(
     )
     features, labels = [], []
     for images, batch_labels, _ in loader:
-        features.append(backbone.encode_images(images))
+        pixels = pipeline.normalize(images.to(backbone.device, non_blocking=True))
+        features.append(backbone.encode_images(pixels))
         labels.append(batch_labels)
     return torch.cat(features), torch.cat(labels)
 

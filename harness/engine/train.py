@@ -114,19 +114,25 @@ def training_precision(config: MethodConfig, backbone: Backbone) -> str:
 
 
 def build_train_loader(task_data: Any, backbone: Backbone, config: MethodConfig,
-                       generator: torch.Generator) -> DataLoader:
-    """The official train loader: random sampler, train transform, drop_last only with a full batch."""
-    from harness.data import ImageDataset, build_transform  # lazy: keeps the method modules light
+                       generator: torch.Generator) -> tuple[DataLoader, Callable[[torch.Tensor], torch.Tensor]]:
+    """The official train loader (random sampler, train transform, drop_last only with a full batch).
+
+    Returns:
+        The loader, which yields uint8 images cropped and flipped per image, and the batch normalisation that
+        completes the official transform (``ToTensor`` + ``Normalize``, bit-identical) on the device.
+    """
+    from harness.data import ImageDataset, build_pipeline  # lazy: keeps the method modules light
 
     if not task_data.train:
         raise DataError(f"dataset {task_data.dataset}: the train split is empty")
-    transform = build_transform(backbone.preprocessing, train=True, crop_scale=config.train_crop_scale)
-    dataset = ImageDataset(task_data.train, task_data.image_dir, transform)
-    return DataLoader(
+    pipeline = build_pipeline(backbone.preprocessing, train=True, crop_scale=config.train_crop_scale)
+    dataset = ImageDataset(task_data.train, task_data.image_dir, pipeline.per_image)
+    loader = DataLoader(
         dataset, batch_size=config.batch_size, sampler=RandomSampler(dataset, generator=generator),
         drop_last=len(dataset) >= config.batch_size, num_workers=config.num_workers,
         pin_memory=backbone.device.type == "cuda",
     )
+    return loader, pipeline.normalize
 
 
 @dataclass
@@ -137,6 +143,7 @@ class _Session:
     backbone: Backbone
     config: MethodConfig
     loader: DataLoader
+    normalize: Callable[[torch.Tensor], torch.Tensor]
     optimizer: torch.optim.Optimizer
     scaler: torch.amp.GradScaler | None
     precision: str
@@ -198,7 +205,7 @@ def _start(method: Method, backbone: Backbone, task_data: Any, config: MethodCon
     torch.manual_seed(seed)
     method.init_parameters()
     generator = torch.Generator().manual_seed(seed)
-    loader = build_train_loader(task_data, backbone, config, generator)
+    loader, normalize = build_train_loader(task_data, backbone, config, generator)
     optimizer = torch.optim.SGD(
         method.trainable_parameters(), lr=learning_rate(0, config.lr, config.max_epoch, config.warmup_epoch,
                                                         config.warmup_cons_lr),
@@ -206,7 +213,7 @@ def _start(method: Method, backbone: Backbone, task_data: Any, config: MethodCon
     )
     # Loss scaling only where autocast runs in float16 (amp on CUDA); amp on CPU autocasts to bfloat16.
     scaler = torch.amp.GradScaler("cuda") if precision == "amp" and backbone.device.type == "cuda" else None
-    return _Session(method, backbone, config, loader, optimizer, scaler, precision, generator, identity,
+    return _Session(method, backbone, config, loader, normalize, optimizer, scaler, precision, generator, identity,
                     state_path, {"loss": [], "acc": [], "lr": []}, progress)
 
 
@@ -228,7 +235,8 @@ def _resume(session: _Session, saved: dict[str, Any] | None) -> int:
 def _batches(session: _Session) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
     device = session.backbone.device
     for images, labels, _ in session.loader:
-        yield images.to(device, non_blocking=True), labels.to(device, non_blocking=True)
+        pixels = session.normalize(images.to(device, non_blocking=True))
+        yield pixels, labels.to(device, non_blocking=True)
 
 
 def _run_epoch(session: _Session, epoch: int) -> None:

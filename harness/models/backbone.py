@@ -17,6 +17,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from harness.errors import HarnessError
+from harness.models.shared_prefix import encode_with_shared_prefix, prefix_sharing_unsupported
 
 
 @dataclass(frozen=True)
@@ -70,6 +71,7 @@ class Backbone:
         self.dtype = dtype
         self.precision = precision or {torch.float16: "fp16", torch.bfloat16: "bf16"}.get(dtype, "fp32")
         self._check_text_tower()
+        self._prefix_sharing: bool | None = None
 
     # -- structure -------------------------------------------------------------------------------
     def _check_text_tower(self) -> None:
@@ -122,6 +124,14 @@ class Backbone:
             return False
         upper = torch.triu(torch.ones_like(mask, dtype=torch.bool), diagonal=1)
         return bool(torch.isinf(mask[upper]).all()) and bool((mask[~upper] == 0).all())
+
+    @property
+    def shares_prompt_prefix(self) -> bool:
+        """Whether prompts with a common prefix can have it encoded once (``encode_text_shared_prefix``)."""
+        if self._prefix_sharing is None:
+            reason = self.text_tower_error or prefix_sharing_unsupported(self.model)
+            self._prefix_sharing = not reason and self.text_is_causal
+        return self._prefix_sharing
 
     def logit_scale(self) -> torch.Tensor:
         """``logit_scale.exp()`` as a float32 scalar."""
@@ -177,6 +187,26 @@ class Backbone:
             x = x[torch.arange(x.shape[0], device=x.device), eot_positions.to(x.device)]
             projection = model.text_projection
             return projection(x) if isinstance(projection, nn.Linear) else x @ projection
+
+    def encode_text_shared_prefix(self, prefix: torch.Tensor, suffix: torch.Tensor,
+                                  eot_positions: torch.Tensor) -> torch.Tensor:
+        """Text features (unnormalised) ``(B, N, embed_dim)`` of the prompts ``prefix[b] + suffix[n]``.
+
+        ``prefix`` ``(B, P, width)`` is encoded once per row instead of once per prompt; ``suffix`` ``(N, S,
+        width)`` holds positions ``P .. P+S-1`` and ``eot_positions`` ``(N,)`` the end-of-text index of each
+        prompt (from its start). Same features as ``encode_text_embeddings`` of the concatenated prompts, up to
+        float rounding; needs ``shares_prompt_prefix`` (see ``harness.models.shared_prefix``).
+        """
+        if not self.shares_prompt_prefix:
+            reason = self.text_tower_error or prefix_sharing_unsupported(self.model) or "its text mask is not causal"
+            raise HarnessError(f"backbone {self.name!r} cannot encode a shared prompt prefix once: {reason}")
+        length = prefix.shape[1] + suffix.shape[1]
+        if length > self.context_length:
+            raise HarnessError(f"prompts of {length} tokens exceed the text context ({self.context_length})")
+        allowed = self.model.attn_mask[:length, :length] == 0
+        with self.autocast():
+            return encode_with_shared_prefix(self.model, prefix.to(self.dtype), suffix.to(self.dtype),
+                                             eot_positions, allowed.to(prefix.device))
 
     def encode_text(self, tokens: torch.Tensor, truncate: bool = True) -> torch.Tensor:
         """Text features (unnormalised, float32) of token ids, optionally truncated to the longest prompt."""
