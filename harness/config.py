@@ -54,7 +54,8 @@ class MethodConfig:
     # the estimated activation memory one call may use.
     max_prompts_per_chunk: int = 0
     chunk_memory_mb: int = 1024
-    # Encode prompts truncated to the longest end-of-text position (exact for causal text towers).
+    # Encode prompts truncated to the longest end-of-text position, and CoOp/CoCoOp's start token + context
+    # once per context instead of once per class (both exact for causal text towers).
     truncate_prompts: bool = True
     num_workers: int = 0
     # Train-time RandomResizedCrop area range (Dassl INPUT.RRCROP_SCALE; official (0.08, 1.0)).

@@ -30,7 +30,7 @@ def test_truncated_and_full_length_zero_shot_prompts_give_the_same_features(tiny
 def test_non_causal_text_tower_keeps_the_full_length() -> None:
     backbone = make_tiny_backbone(seed=3)
     backbone.model.attn_mask = None  # a bidirectional text tower: later tokens change the EOT feature
-    assert not backbone.text_is_causal
+    assert not backbone.text_is_causal and not backbone.shares_prompt_prefix
     tokens = backbone.tokenize([f"a photo of a {name}." for name in NAMES])
     eot = backbone.eot_positions(tokens)
     with torch.no_grad():
@@ -41,4 +41,4 @@ def test_non_causal_text_tower_keeps_the_full_length() -> None:
         with pytest.raises(HarnessError, match="causal"):
             backbone.encode_text_embeddings(backbone.embed_tokens(tokens[:, :length]), eot)
     method = build_method("coop", backbone, MethodConfig(method="coop", n_ctx=4), NAMES, "{}")
-    assert method.prompt_learner.seq_len == backbone.context_length
+    assert method.prompt_learner.seq_len == backbone.context_length and not method.prompt_learner.share_prefix

@@ -8,7 +8,8 @@ The official forward loops over images and encodes one image's ``n_cls`` prompts
 prompts of a chunk of images (images x classes) are encoded in one call; the chunk holds
 ``max_prompts_per_chunk`` prompts, or (when that is 0) as many as fit ``chunk_memory_mb`` of estimated
 activations (``prompt_activation_bytes``: the text tower's width, heads, depth, dtype and whether autograd
-keeps every block), and never less than one image, as the official loop. ``forward_per_image`` keeps the
+keeps every block; an upper bound when the start token and context are encoded once per image, see
+``PromptLearner.encode_contexts``), and never less than one image, as the official loop. ``forward_per_image`` keeps the
 official loop as the reference the tests and benchmarks compare against.
 """
 
@@ -79,9 +80,7 @@ class CoCoOp(CoOp):
         chunks = []
         for start in range(0, image_features.shape[0], step):
             shifted = ctx_shifted[start : start + step]
-            prompts = learner.assemble_conditional(shifted).flatten(0, 1)
-            text = learner.encode(prompts, learner.eot.repeat(shifted.shape[0]))
-            text = text.view(shifted.shape[0], n_cls, -1)
+            text = learner.encode_contexts(shifted)  # (images, n_cls, embed_dim)
             images = image_features[start : start + step]
             with torch.autocast(device_type=images.device.type, enabled=False):
                 logits = torch.einsum("be,bce->bc", images.to(text.dtype), text)

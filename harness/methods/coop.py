@@ -72,6 +72,8 @@ class CoOp(Method):
     def text_features(self) -> torch.Tensor:
         """L2-normalised text features ``(n_cls, embed_dim)`` of the current prompts."""
         learner = self.prompt_learner
+        if learner.share_prefix:  # generic context, class at the end: the context is encoded once
+            return learner.encode_contexts(learner.ctx.unsqueeze(0))[0]
         return learner.encode(learner.assemble())
 
     def prepare_eval(self) -> None:

@@ -13,8 +13,12 @@ Faithful to ``CoOp:trainers/coop.py`` and ``cocoop.py`` (spec sections 3 and 6):
 
 Speed without changing the numbers: with a causal text mask the feature at the end-of-text token does
 not depend on later positions, so prompts are assembled only up to ``max(eot) + 1`` (``seq_len``) and
-encoded at that length (``MethodConfig.truncate_prompts``). Class-token positions other than ``end`` are
-one ``gather`` with a per-class index built once, instead of the official per-class Python loop.
+encoded at that length (``MethodConfig.truncate_prompts``). With the class token at the end and a generic
+context, every class prompt starts with the same ``1 + n_ctx`` positions (start token and context; for
+CoCoOp, one image's shifted context), which the same causal mask lets the text tower encode once per
+context rather than once per class (``encode_contexts``, ``Backbone.encode_text_shared_prefix``); this
+follows ``truncate_prompts`` too. Class-token positions other than ``end`` are one ``gather`` with a
+per-class index built once, instead of the official per-class Python loop.
 """
 
 from __future__ import annotations
@@ -94,6 +98,7 @@ class PromptLearner(nn.Module):
         self.classnames: list[str] = []
         self.eot: torch.Tensor = torch.empty(0, dtype=torch.long)
         self.seq_len = 0
+        self.share_prefix = False
         self._gather_index: torch.Tensor | None = None
 
     # -- construction ------------------------------------------------------------------------------
@@ -191,6 +196,8 @@ class PromptLearner(nn.Module):
         self.eot = eot
         causal = backbone.text_is_causal
         self.seq_len = int(eot.max()) + 1 if (self.truncate and causal) else backbone.context_length
+        self.share_prefix = (self.truncate and self.class_token_position == "end" and not self.csc
+                             and backbone.shares_prompt_prefix)
         self._gather_index = self._position_index(name_lens)
 
     def _check_lengths(self, names: list[str], name_lens: list[int]) -> None:
@@ -253,6 +260,25 @@ class PromptLearner(nn.Module):
             ],
             dim=2,
         )
+
+    def encode_contexts(self, ctx: torch.Tensor) -> torch.Tensor:
+        """L2-normalised text features ``(B, n_cls, embed_dim)`` of every class prompt for each context.
+
+        ``ctx`` is ``(B, n_ctx, D)``: one generic context per row (CoOp's, or CoCoOp's per-image shifted
+        ones); the class token is at the end. With ``share_prefix`` the start token and context are encoded
+        once per row; otherwise the ``B x n_cls`` prompts are assembled and encoded whole.
+        """
+        self._require_classes()
+        backbone = self.backbone[0]
+        batch, n_cls = ctx.shape[0], len(self.classnames)
+        if self.share_prefix:
+            prefix = torch.cat([self.token_prefix[:1].expand(batch, -1, -1), ctx], dim=1)
+            suffix = self.token_suffix[:, : self.seq_len - 1 - self.n_ctx]
+            features = backbone.encode_text_shared_prefix(prefix, suffix, self.eot)
+        else:
+            prompts = self.assemble_conditional(ctx).flatten(0, 1)
+            features = backbone.encode_text_embeddings(prompts, self.eot.repeat(batch)).view(batch, n_cls, -1)
+        return F.normalize(features.to(self.compute_dtype), dim=-1)
 
     def encode(self, prompts: torch.Tensor, eot: torch.Tensor | None = None) -> torch.Tensor:
         """L2-normalised text features ``(n, embed_dim)`` of prompt embeddings ``(n, seq_len, D)``."""

@@ -71,7 +71,6 @@ class Backbone:
         self.dtype = dtype
         self.precision = precision or {torch.float16: "fp16", torch.bfloat16: "bf16"}.get(dtype, "fp32")
         self._check_text_tower()
-        self._prefix_sharing: bool | None = None
 
     # -- structure -------------------------------------------------------------------------------
     def _check_text_tower(self) -> None:
@@ -128,10 +127,7 @@ class Backbone:
     @property
     def shares_prompt_prefix(self) -> bool:
         """Whether prompts with a common prefix can have it encoded once (``encode_text_shared_prefix``)."""
-        if self._prefix_sharing is None:
-            reason = self.text_tower_error or prefix_sharing_unsupported(self.model)
-            self._prefix_sharing = not reason and self.text_is_causal
-        return self._prefix_sharing
+        return not (self.text_tower_error or prefix_sharing_unsupported(self.model)) and self.text_is_causal
 
     def logit_scale(self) -> torch.Tensor:
         """``logit_scale.exp()`` as a float32 scalar."""
