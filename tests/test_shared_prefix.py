@@ -117,3 +117,11 @@ def test_a_non_standard_text_block_is_encoded_whole() -> None:
     x = torch.nn.functional.normalize(torch.randn(3, backbone.embed_dim), dim=-1)
     with torch.no_grad():
         torch.testing.assert_close(method(x), full(x), rtol=1e-5, atol=1e-5)
+
+
+def test_end_of_text_positions_outside_the_suffix_are_refused(tiny_backbone) -> None:
+    prefix, suffix, eot = _prompt_parts(tiny_backbone, 1, prefix_len=5)
+    with pytest.raises(HarnessError, match=r"end-of-text positions \[4, .* must fall in the suffix, positions 5\.\."):
+        tiny_backbone.encode_text_shared_prefix(prefix, suffix, torch.cat([eot[:1] * 0 + 4, eot[1:]]))
+    with pytest.raises(HarnessError, match="one per suffix"):
+        tiny_backbone.encode_text_shared_prefix(prefix, suffix, eot[:2])

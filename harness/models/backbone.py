@@ -199,6 +199,13 @@ class Backbone:
         length = prefix.shape[1] + suffix.shape[1]
         if length > self.context_length:
             raise HarnessError(f"prompts of {length} tokens exceed the text context ({self.context_length})")
+        if eot_positions.numel() != suffix.shape[0] or not bool(
+            ((eot_positions >= prefix.shape[1]) & (eot_positions < length)).all()
+        ):
+            raise HarnessError(
+                f"end-of-text positions {eot_positions.tolist()} must fall in the suffix, positions "
+                f"{prefix.shape[1]}..{length - 1}, one per suffix ({suffix.shape[0]})"
+            )
         allowed = self.model.attn_mask[:length, :length] == 0
         with self.autocast():
             return encode_with_shared_prefix(self.model, prefix.to(self.dtype), suffix.to(self.dtype),
