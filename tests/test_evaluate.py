@@ -76,3 +76,10 @@ def test_empty_or_unknown_split_is_an_error(tiny_backbone, dtd_task):
         evaluate(method, tiny_backbone, empty, split="val")
     with pytest.raises(DataError, match="unknown split 'dev'"):
         evaluate(method, tiny_backbone, dtd_task, split="dev")
+
+
+def test_loader_workers_give_the_same_features(tiny_backbone, dtd_task):
+    """DataLoader worker processes (the official code uses 8) change nothing in the features or their order."""
+    single, labels = split_features(tiny_backbone, dtd_task, "test", batch_size=5, num_workers=0, cache=False)
+    workers, worker_labels = split_features(tiny_backbone, dtd_task, "test", batch_size=5, num_workers=2, cache=False)
+    assert torch.equal(single, workers) and torch.equal(labels, worker_labels)

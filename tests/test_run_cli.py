@@ -136,3 +136,22 @@ def test_finished_runs_from_other_weights_or_config_stop_the_run(inputs: tuple[P
         assert "stale  base2new/zeroshot-backbone" in capsys.readouterr().out
     assert main(args(inputs, out, "--force")) == 0
     assert read_records(folder / "records.jsonl")[0]["backbone_sha256"] != "f" * 64
+
+
+def test_num_workers_reaches_every_evaluation(inputs: tuple[Path, Path], tmp_path: Path,
+                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    """``--set num_workers=N`` feeds the evaluation loaders too (the official code uses its workers everywhere)."""
+    import importlib
+
+    # The module, not the function of the same name that harness.engine re-exports.
+    evaluate_module = importlib.import_module("harness.engine.evaluate")
+    seen = []
+    original = evaluate_module.split_features
+
+    def spy(*positional, **named):
+        seen.append(named.get("num_workers", positional[4] if len(positional) > 4 else 0))
+        return original(*positional, **named)
+
+    monkeypatch.setattr(evaluate_module, "split_features", spy)
+    assert main(args(inputs, tmp_path / "runs", "--set", "num_workers=1")) == 0
+    assert seen == [1, 1]  # base and new test splits

@@ -98,7 +98,8 @@ def run_eval(job: EvalJob) -> EvalOutcome:
     task = prepare_task_data(job.dataset, job.data_root, shots=job.shots, seed=job.seed, subsample=job.subsample)
     backbone, method, config = _build(job, task)
     start = time.monotonic()
-    result = evaluate(method, backbone, task, split=job.split, batch_size=job.batch_size or config.test_batch_size)
+    result = evaluate(method, backbone, task, split=job.split, batch_size=job.batch_size or config.test_batch_size,
+                      num_workers=config.num_workers)
     duration = time.monotonic() - start
     info = EvaluationInfo(
         method=config.method,

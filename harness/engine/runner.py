@@ -340,7 +340,8 @@ def _evaluate_one(spec: RunSpec, evaluation: EvalSpec, backbone: Any, config: An
     if method is None:
         method = build_method(config.method, backbone, config, task.classnames, task.template)
     _set_classes(method, task)
-    result = evaluate(method, backbone, task, split=evaluation.split, batch_size=config.test_batch_size)
+    result = evaluate(method, backbone, task, split=evaluation.split, batch_size=config.test_batch_size,
+                      num_workers=config.num_workers)
     info = EvaluationInfo(
         method=spec.method, dataset=evaluation.dataset, split=evaluation.split, subsample=evaluation.subsample,
         backbone=backbone.name, backbone_sha256=backbone.weights_sha256, split_sha256=task.split_sha256,
