@@ -9,8 +9,8 @@ prompts of a chunk of images (images x classes) are encoded in one call; the chu
 ``max_prompts_per_chunk`` prompts, or (when that is 0) as many as fit ``chunk_memory_mb`` of estimated
 activations (``prompt_activation_bytes``: the text tower's width, heads, depth, dtype and whether autograd
 keeps every block; an upper bound when the start token and context are encoded once per image, see
-``PromptLearner.encode_contexts``), and never less than one image, as the official loop. ``forward_per_image`` keeps the
-official loop as the reference the tests and benchmarks compare against.
+``PromptLearner.encode_contexts``), and never less than one image, as the official loop.
+``forward_per_image`` keeps the official loop as the reference the tests and benchmarks compare against.
 """
 
 from __future__ import annotations

@@ -269,15 +269,13 @@ class PromptLearner(nn.Module):
         once per row; otherwise the ``B x n_cls`` prompts are assembled and encoded whole.
         """
         self._require_classes()
-        backbone = self.backbone[0]
         batch, n_cls = ctx.shape[0], len(self.classnames)
-        if self.share_prefix:
-            prefix = torch.cat([self.token_prefix[:1].expand(batch, -1, -1), ctx], dim=1)
-            suffix = self.token_suffix[:, : self.seq_len - 1 - self.n_ctx]
-            features = backbone.encode_text_shared_prefix(prefix, suffix, self.eot)
-        else:
+        if not self.share_prefix:
             prompts = self.assemble_conditional(ctx).flatten(0, 1)
-            features = backbone.encode_text_embeddings(prompts, self.eot.repeat(batch)).view(batch, n_cls, -1)
+            return self.encode(prompts, self.eot.repeat(batch)).view(batch, n_cls, -1)
+        prefix = torch.cat([self.token_prefix[:1].expand(batch, -1, -1), ctx], dim=1)
+        suffix = self.token_suffix[:, : self.seq_len - 1 - self.n_ctx]
+        features = self.backbone[0].encode_text_shared_prefix(prefix, suffix, self.eot)
         return F.normalize(features.to(self.compute_dtype), dim=-1)
 
     def encode(self, prompts: torch.Tensor, eot: torch.Tensor | None = None) -> torch.Tensor:

@@ -71,6 +71,7 @@ class Backbone:
         self.dtype = dtype
         self.precision = precision or {torch.float16: "fp16", torch.bfloat16: "bf16"}.get(dtype, "fp32")
         self._check_text_tower()
+        self._causal_checked: tuple[torch.Tensor | None, bool] = (None, False)
 
     # -- structure -------------------------------------------------------------------------------
     def _check_text_tower(self) -> None:
@@ -121,8 +122,12 @@ class Backbone:
         mask = getattr(self.model, "attn_mask", None)
         if mask is None:
             return False
-        upper = torch.triu(torch.ones_like(mask, dtype=torch.bool), diagonal=1)
-        return bool(torch.isinf(mask[upper]).all()) and bool((mask[~upper] == 0).all())
+        # Checked once per mask tensor (prompt encoders ask on every call; on a GPU each check is a sync).
+        if self._causal_checked[0] is not mask:
+            upper = torch.triu(torch.ones_like(mask, dtype=torch.bool), diagonal=1)
+            causal = bool(torch.isinf(mask[upper]).all()) and bool((mask[~upper] == 0).all())
+            self._causal_checked = (mask, causal)
+        return self._causal_checked[1]
 
     @property
     def shares_prompt_prefix(self) -> bool:
