@@ -7,8 +7,7 @@ import torch
 from reference import ReferenceCoCoOp, sgd_for, train_step
 from workloads import CTX_INIT, Workload, image_features, pick_classnames
 
-from harness.config import MethodConfig
-from harness.methods import build_method
+from harness.methods import build_method, config_for
 
 IMPLS = ("reference", "ours")
 # The memory case's activation budget (``chunk_memory_mb``): its peak should stay near it, whatever the batch.
@@ -18,7 +17,7 @@ MEMORY_CASE_BUDGET_MB = 256
 def cocoop_method(workload: Workload, classnames: list[str] | None = None, chunk_memory_mb: int = 1024):
     """CoCoOp as its main config builds it: context from "a photo of a", meta-net, class at the end."""
     torch.manual_seed(0)
-    config = MethodConfig(method="cocoop", n_ctx=4, ctx_init=CTX_INIT, chunk_memory_mb=chunk_memory_mb)
+    config = config_for("cocoop", n_ctx=4, ctx_init=CTX_INIT, chunk_memory_mb=chunk_memory_mb)
     return build_method("cocoop", workload.backbone, config, classnames or workload.classnames, "a photo of a {}.")
 
 

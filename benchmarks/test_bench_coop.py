@@ -7,10 +7,9 @@ import torch
 from reference import ReferenceCoOp, reference_evaluate, sgd_for, train_step
 from workloads import Workload, fresh_caches, image_features
 
-from harness.config import MethodConfig
 from harness.engine import evaluate
 from harness.engine.feature_cache import FeatureCache
-from harness.methods import build_method
+from harness.methods import build_method, config_for
 
 IMPLS = ("reference", "ours")
 TEST_BATCH = 100  # the official test batch size
@@ -21,7 +20,7 @@ COLD = "CoOp evaluation, cold cache"
 def coop_method(workload: Workload):
     """CoOp as the official few-shot config builds it: 16 random generic context vectors, class at the end."""
     torch.manual_seed(0)
-    config = MethodConfig(method="coop", n_ctx=16, ctx_init="", csc=False, class_token_position="end")
+    config = config_for("coop", n_ctx=16, ctx_init="", csc=False, class_token_position="end")
     return build_method("coop", workload.backbone, config, workload.classnames, "a photo of a {}.")
 
 

@@ -7,10 +7,9 @@ import torch
 from reference import ReferenceZeroshot, reference_evaluate
 from workloads import TEMPLATE, fresh_caches
 
-from harness.config import MethodConfig
 from harness.engine import evaluate
 from harness.engine.feature_cache import FeatureCache
-from harness.methods import build_method
+from harness.methods import build_method, config_for
 
 COLD = "zero-shot evaluation, cold cache"
 TEST_BATCH = 100  # the official test batch size
@@ -27,7 +26,7 @@ def test_zeroshot_evaluation_cold_cache(benchmark, book, workload, test_task, be
         caches, setup = fresh_caches(bench_dir)
 
         def target() -> torch.Tensor:
-            method = build_method("zeroshot", backbone, MethodConfig(), workload.classnames, TEMPLATE)
+            method = build_method("zeroshot", backbone, config_for("zeroshot"), workload.classnames, TEMPLATE)
             return evaluate(method, backbone, test_task, batch_size=TEST_BATCH, cache=caches[-1]).logits
     book.run(benchmark, case=COLD, workload=workload.key, impl=impl, target=target, rounds=workload.rounds,
              setup=setup)
@@ -38,7 +37,7 @@ def test_zeroshot_evaluation_warm_cache(benchmark, book, workload, test_task, be
     cache = FeatureCache(bench_dir / f"warm-zeroshot-{workload.key}")
 
     def target() -> torch.Tensor:
-        method = build_method("zeroshot", backbone, MethodConfig(), workload.classnames, TEMPLATE)
+        method = build_method("zeroshot", backbone, config_for("zeroshot"), workload.classnames, TEMPLATE)
         return evaluate(method, backbone, test_task, batch_size=TEST_BATCH, cache=cache).logits
     target()  # fills the cache
     book.run(benchmark, case="zero-shot evaluation, warm cache", workload=workload.key, impl="ours",

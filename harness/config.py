@@ -1,7 +1,8 @@
-"""Method configuration: one frozen dataclass with the defaults, and the layered merge.
+"""Method configuration: the shared keys (``MethodConfig``), each method's subclass of it, and the layered merge.
 
 Merge order (later wins): dataclass defaults < dataset card < method preset < run YAML < CLI flags
-< ``--set key=value``. Every layer is a plain mapping checked against the dataclass fields: an unknown
+< ``--set key=value``. Every layer is a plain mapping checked against the fields of the method's config class
+(``Method.config_class``, a subclass of ``MethodConfig``): an unknown
 key or a value of the wrong type is a ``ConfigError`` that names the key, the source and what is allowed.
 """
 
@@ -13,53 +14,53 @@ import json
 import types
 import typing
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, fields
-from typing import Any
+from dataclasses import dataclass, field, fields
+from typing import Any, TypeVar
 
 import yaml
 
 from harness.errors import ConfigError
 
-CLASS_TOKEN_POSITIONS = ("end", "middle", "front")
 PRECISIONS = ("auto", "fp32", "bf16", "fp16", "amp")
+C = TypeVar("C", bound="MethodConfig")
+
+
+def option(default: Any, help: str, *, speed: bool = False) -> Any:
+    """A config field with its one-line meaning; ``speed=True`` marks keys that never change a number.
+
+    Speed-only keys (worker processes, batch sizes of evaluation, speed paths that compute the same logits) are
+    left out of ``digest``, so changing them does not make finished runs stale.
+    """
+    if isinstance(default, list | dict):
+        raise TypeError("config defaults must be immutable (use a tuple)")
+    return field(default=default, metadata={"help": help, "speed": speed})
 
 
 @dataclass(frozen=True)
 class MethodConfig:
-    """Everything a method, its training and its evaluation are configured by (official defaults)."""
+    """The keys every method shares: the method's name, optimisation, schedule, precision and data loading.
 
-    method: str = "zeroshot"
-    # Prompt learner (official TRAINER.COOP / TRAINER.COCOOP keys).
-    n_ctx: int = 16
-    ctx_init: str = ""
-    csc: bool = False
-    class_token_position: str = "end"
-    # Zero-shot: extra templates for the ensemble ("{}" is the class name).
-    templates: tuple[str, ...] = ()
-    # Optimisation (Dassl defaults as used by every CoOp/CoCoOp yaml).
-    lr: float = 0.002
-    momentum: float = 0.9
-    weight_decay: float = 5e-4
-    max_epoch: int = 200
-    warmup_epoch: int = 1
-    warmup_cons_lr: float = 1e-5
-    batch_size: int = 32
-    test_batch_size: int = 100
-    # Few-shot epochs by shot count, when a preset differs by shots (CoOp few-shot: 1->50, 2/4->100, 8/16->200).
-    epochs_by_shots: tuple[tuple[int, int], ...] = ()
-    # Epochs by dataset registry name, which win over epochs_by_shots (CoOp on ImageNet: 50 for every shot count).
-    epochs_by_dataset: tuple[tuple[str, int], ...] = ()
-    precision: str = "auto"
-    # CoCoOp: prompts encoded per text-encoder call (images x classes); 0 sizes the call from chunk_memory_mb,
-    # the estimated activation memory one call may use.
-    max_prompts_per_chunk: int = 0
-    chunk_memory_mb: int = 1024
-    # Encode prompts truncated to the longest end-of-text position, and CoOp/CoCoOp's start token + context
-    # once per context instead of once per class (both exact for causal text towers).
-    truncate_prompts: bool = True
-    num_workers: int = 0
-    # Train-time RandomResizedCrop area range (Dassl INPUT.RRCROP_SCALE; official (0.08, 1.0)).
-    train_crop_scale: tuple[float, float] = (0.08, 1.0)
+    Each method registers its own subclass (``Method.config_class``) that adds its keys; presets and ``--set``
+    are checked against that subclass. Defaults are the official Dassl values used by every CoOp-family yaml.
+    """
+
+    method: str = option("zeroshot", "the registered method this configuration is for")
+    lr: float = option(0.002, "learning rate (OPTIM.LR)")
+    momentum: float = option(0.9, "SGD momentum (OPTIM.MOMENTUM)")
+    weight_decay: float = option(5e-4, "weight decay (OPTIM.WEIGHT_DECAY)")
+    max_epoch: int = option(200, "number of training epochs (OPTIM.MAX_EPOCH)")
+    warmup_epoch: int = option(1, "constant warm-up epochs before the cosine schedule (OPTIM.WARMUP_EPOCH)")
+    warmup_cons_lr: float = option(1e-5, "learning rate of the warm-up epochs (OPTIM.WARMUP_CONS_LR)")
+    batch_size: int = option(32, "training batch size (DATALOADER.TRAIN_X.BATCH_SIZE)")
+    epochs_by_shots: tuple[tuple[int, int], ...] = option(
+        (), "epochs per shot count, e.g. {1: 50, 2: 100} (CoOp few-shot schedule)")
+    epochs_by_dataset: tuple[tuple[str, int], ...] = option(
+        (), "epochs per dataset name, winning over epochs_by_shots (e.g. {imagenet: 50})")
+    precision: str = option("auto", "auto (fp32 on CPU, amp on CUDA), fp32, bf16, fp16 (official pure fp16) or amp")
+    train_crop_scale: tuple[float, float] = option(
+        (0.08, 1.0), "area range of the train-time RandomResizedCrop (Dassl INPUT.RRCROP_SCALE)")
+    test_batch_size: int = option(100, "evaluation batch size (DATALOADER.TEST.BATCH_SIZE)", speed=True)
+    num_workers: int = option(0, "DataLoader worker processes (official: 8)", speed=True)
 
     def epochs_for(self, shots: int | None, dataset: str | None = None) -> int:
         """The number of epochs: ``epochs_by_dataset``, else ``epochs_by_shots``, else ``max_epoch``."""
@@ -69,9 +70,45 @@ class MethodConfig:
         return dict(self.epochs_by_shots).get(shots, self.max_epoch) if shots is not None else self.max_epoch
 
     def digest(self) -> str:
-        """A short stable hash of every field, for run keys and records."""
-        payload = json.dumps(dataclasses.asdict(self), sort_keys=True, default=list)
-        return hashlib.sha256(payload.encode()).hexdigest()[:12]
+        """A short stable hash of what can change a run's numbers, for run folders and records.
+
+        Covers the method name and every key that is not speed-only and differs from its default, so adding
+        a key whose default keeps the old behaviour leaves existing runs' hashes (and their results) valid.
+        A default therefore never changes value: a new behaviour gets a new key.
+        """
+        payload = {"method": self.method}
+        for item in fields(self):
+            value = getattr(self, item.name)
+            if item.name != "method" and not item.metadata.get("speed") and value != item.default:
+                payload[item.name] = value
+        text = json.dumps(payload, sort_keys=True, default=list)
+        return hashlib.sha256(text.encode()).hexdigest()[:12]
+
+    def validate(self, source: str) -> None:
+        """Check value ranges and choices; raise ``ConfigError`` naming the key and the allowed values.
+
+        Subclasses extend it (calling ``super().validate``) for their own keys.
+        """
+        if self.precision not in PRECISIONS:
+            raise ConfigError(f"{source}: precision={self.precision!r}; allowed: {', '.join(PRECISIONS)}")
+        for key in ("max_epoch", "batch_size", "test_batch_size"):
+            if getattr(self, key) < 1:
+                raise ConfigError(f"{source}: {key} must be at least 1, got {getattr(self, key)}")
+        if self.num_workers < 0:
+            raise ConfigError(f"{source}: num_workers must be 0 or more, got {self.num_workers}")
+        low, high = self.train_crop_scale
+        if not 0 < low <= high <= 1:
+            raise ConfigError(f"{source}: train_crop_scale must be two numbers with 0 < low <= high <= 1, "
+                              f"got {list(self.train_crop_scale)}")
+        if self.lr <= 0:
+            raise ConfigError(f"{source}: lr must be positive, got {self.lr}")
+
+    @classmethod
+    def describe(cls) -> list[tuple[str, str, Any, str, bool]]:
+        """``(key, type, default, meaning, speed-only)`` for every key, in declaration order."""
+        hints = typing.get_type_hints(cls)
+        return [(f.name, _allowed(hints[f.name]), f.default, f.metadata.get("help", ""), bool(f.metadata.get("speed")))
+                for f in fields(cls)]
 
 
 def _allowed(field_type: Any) -> str:
@@ -125,42 +162,31 @@ def coerce_value(key: str, value: Any, field_type: Any, source: str) -> Any:
     raise ConfigError(f"{source}: {key} has unsupported type {_allowed(field_type)}")
 
 
-def merge(config: MethodConfig, layer: Mapping[str, Any], source: str) -> MethodConfig:
+def merge(config: C, layer: Mapping[str, Any], source: str) -> C:
     """Return ``config`` with the keys of ``layer`` replaced, after checking each key and type.
+
+    The allowed keys are the fields of ``type(config)`` (the method's own config class).
 
     Raises:
         ConfigError: naming the unknown key and the allowed keys, or the wrong value and its type.
     """
-    hints = typing.get_type_hints(MethodConfig)
-    names = {f.name for f in fields(MethodConfig)}
+    config_class = type(config)
+    hints = typing.get_type_hints(config_class)
+    names = {f.name for f in fields(config_class)}
     updates: dict[str, Any] = {}
     for key, value in layer.items():
         if key not in names:
-            raise ConfigError(f"{source}: unknown key {key!r}; allowed keys: {', '.join(sorted(names))}")
+            raise ConfigError(f"{source}: unknown key {key!r} for method {config.method!r}; "
+                              f"allowed keys: {', '.join(sorted(names))}")
         updates[key] = coerce_value(key, value, hints[key], source)
     merged = dataclasses.replace(config, **updates)
-    validate(merged, source)
+    merged.validate(source)
     return merged
 
 
-def validate(config: MethodConfig, source: str) -> None:
-    """Check value ranges and choices; raise ``ConfigError`` naming the key and the allowed values."""
-    if config.class_token_position not in CLASS_TOKEN_POSITIONS:
-        raise ConfigError(
-            f"{source}: class_token_position={config.class_token_position!r}; "
-            f"allowed: {', '.join(CLASS_TOKEN_POSITIONS)}"
-        )
-    if config.precision not in PRECISIONS:
-        raise ConfigError(f"{source}: precision={config.precision!r}; allowed: {', '.join(PRECISIONS)}")
-    for key in ("n_ctx", "max_epoch", "batch_size", "test_batch_size", "chunk_memory_mb"):
-        if getattr(config, key) < 1:
-            raise ConfigError(f"{source}: {key} must be at least 1, got {getattr(config, key)}")
-    low, high = config.train_crop_scale
-    if not 0 < low <= high <= 1:
-        raise ConfigError(f"{source}: train_crop_scale must be two numbers with 0 < low <= high <= 1, "
-                          f"got {list(config.train_crop_scale)}")
-    if config.lr <= 0:
-        raise ConfigError(f"{source}: lr must be positive, got {config.lr}")
+def speed_keys(config_class: type[MethodConfig]) -> set[str]:
+    """The keys of ``config_class`` that never change a number (left out of ``digest``)."""
+    return {f.name for f in fields(config_class) if f.metadata.get("speed")}
 
 
 def parse_set_options(options: Iterable[str]) -> dict[str, Any]:

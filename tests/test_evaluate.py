@@ -9,11 +9,11 @@ import torch
 from data_fixtures import build_dtd_fixture
 from PIL import Image
 
-from harness.config import MethodConfig
 from harness.data import build_transform, prepare_task_data
 from harness.engine import evaluate, split_features
 from harness.engine.evaluate import accuracy, macro_f1
 from harness.errors import DataError
+from harness.methods import config_for
 from harness.methods.zeroshot import ZeroshotCLIP
 
 
@@ -40,7 +40,7 @@ def dtd_task(tmp_path_factory):
 
 
 def test_evaluate_on_dtd(tiny_backbone, dtd_task):
-    method = ZeroshotCLIP(tiny_backbone, MethodConfig())
+    method = ZeroshotCLIP(tiny_backbone, config_for("zeroshot"))
     method.set_classes(dtd_task.classnames, dtd_task.template)
     result = evaluate(method, tiny_backbone, dtd_task, batch_size=5)  # several batches, a ragged last one
     n = len(dtd_task.test)
@@ -69,7 +69,7 @@ def test_split_features_are_normalised(tiny_backbone, dtd_task):
 
 
 def test_empty_or_unknown_split_is_an_error(tiny_backbone, dtd_task):
-    method = ZeroshotCLIP(tiny_backbone, MethodConfig())
+    method = ZeroshotCLIP(tiny_backbone, config_for("zeroshot"))
     method.set_classes(dtd_task.classnames, dtd_task.template)
     empty = SimpleNamespace(dataset="imagenet_a", image_dir=dtd_task.image_dir, train=[], val=[], test=[])
     with pytest.raises(DataError, match="the val split has no images"):

@@ -8,9 +8,8 @@ import pytest
 import torch
 from conftest import make_tiny_backbone
 
-from harness.config import MethodConfig
 from harness.errors import HarnessError
-from harness.methods import build_method
+from harness.methods import build_method, config_for
 from harness.models.shared_prefix import prefix_sharing_unsupported
 
 NAMES = ["tench", "American alligator", "Dandie Dinmont Terrier", "espresso machine", "a"]
@@ -78,7 +77,7 @@ def test_each_prefix_reaches_only_its_own_prompts(tiny_backbone) -> None:
 
 def test_prompt_learner_shares_the_prefix_only_where_it_is_exact(tiny_backbone) -> None:
     def learner(**overrides):
-        config = MethodConfig(method=overrides.pop("method", "coop"), n_ctx=4, **overrides)
+        config = config_for(overrides.pop("method", "coop"), n_ctx=4, **overrides)
         return build_method(config.method, tiny_backbone, config, NAMES, "{}").prompt_learner
 
     assert learner().share_prefix and learner(method="cocoop").share_prefix
@@ -89,7 +88,7 @@ def test_prompt_learner_shares_the_prefix_only_where_it_is_exact(tiny_backbone) 
 
 
 def test_coop_text_features_with_and_without_the_shared_prefix_are_equal(tiny_backbone) -> None:
-    config = MethodConfig(method="coop", n_ctx=6)
+    config = config_for("coop", n_ctx=6)
     torch.manual_seed(0)
     method = build_method("coop", tiny_backbone, config, NAMES, "{}")
     with torch.no_grad():
@@ -109,7 +108,7 @@ def test_a_non_standard_text_block_is_encoded_whole() -> None:
     prefix, suffix, eot = _prompt_parts(backbone, 1, prefix_len=5)
     with pytest.raises(HarnessError, match="cannot encode a shared prompt prefix once: text block 1 is a Patched"):
         backbone.encode_text_shared_prefix(prefix, suffix, eot)
-    config = MethodConfig(method="cocoop", n_ctx=4)
+    config = config_for("cocoop", n_ctx=4)
     method = build_method("cocoop", backbone, config, NAMES, "{}")
     assert not method.prompt_learner.share_prefix  # truncated, whole prompts: still the official numbers
     full = build_method("cocoop", backbone, dataclasses.replace(config, truncate_prompts=False), NAMES, "{}")

@@ -10,9 +10,8 @@ import pytest
 import torch
 from conftest import make_tiny_backbone
 
-from harness.config import MethodConfig
 from harness.errors import HarnessError
-from harness.methods import build_method
+from harness.methods import build_method, config_for
 
 NAMES = ["tench", "American alligator", "Dandie Dinmont Terrier", "espresso machine", "a"]
 
@@ -40,5 +39,5 @@ def test_non_causal_text_tower_keeps_the_full_length() -> None:
         length = int(eot.max()) + 1
         with pytest.raises(HarnessError, match="causal"):
             backbone.encode_text_embeddings(backbone.embed_tokens(tokens[:, :length]), eot)
-    method = build_method("coop", backbone, MethodConfig(method="coop", n_ctx=4), NAMES, "{}")
+    method = build_method("coop", backbone, config_for("coop", n_ctx=4), NAMES, "{}")
     assert method.prompt_learner.seq_len == backbone.context_length and not method.prompt_learner.share_prefix

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from harness.config import MethodConfig
+from harness.methods import config_for
 from harness.methods.zeroshot import IMAGENET_TEMPLATES_SELECT, ZeroshotCLIP, ZeroshotEnsemble
 from harness.registries import METHODS
 
@@ -23,7 +23,7 @@ def test_registered():
 
 
 def test_single_template_logits(tiny_backbone):
-    method = ZeroshotCLIP(tiny_backbone, MethodConfig())
+    method = ZeroshotCLIP(tiny_backbone, config_for("zeroshot"))
     method.set_classes(CLASSNAMES, TEMPLATE)
     with torch.no_grad():
         method.prepare_eval()
@@ -45,7 +45,7 @@ def ensemble_expected(backbone, templates) -> torch.Tensor:
 
 
 def test_ensemble_appends_the_dataset_template(tiny_backbone):
-    method = ZeroshotEnsemble(tiny_backbone, MethodConfig(method="zeroshot_ensemble"))
+    method = ZeroshotEnsemble(tiny_backbone, config_for("zeroshot_ensemble"))
     method.set_classes(CLASSNAMES, TEMPLATE)
     method.set_dataset("oxford_pets")
     assert method.templates() == [*IMAGENET_TEMPLATES_SELECT, TEMPLATE]
@@ -59,7 +59,7 @@ def test_ensemble_appends_the_dataset_template(tiny_backbone):
 
 
 def test_ensemble_on_imagenet_uses_only_the_seven_templates(tiny_backbone):
-    method = ZeroshotEnsemble(tiny_backbone, MethodConfig(method="zeroshot_ensemble"))
+    method = ZeroshotEnsemble(tiny_backbone, config_for("zeroshot_ensemble"))
     method.set_classes(CLASSNAMES, "a photo of a {}.")
     method.set_dataset("imagenet")
     assert method.templates() == list(IMAGENET_TEMPLATES_SELECT)
@@ -69,8 +69,8 @@ def test_ensemble_on_imagenet_uses_only_the_seven_templates(tiny_backbone):
 
 def test_ensemble_does_not_grow_across_instances(tiny_backbone):
     """The official class-level ``+=`` grows the list per instantiation; ours does not."""
-    first = ZeroshotEnsemble(tiny_backbone, MethodConfig())
-    second = ZeroshotEnsemble(tiny_backbone, MethodConfig())
+    first = ZeroshotEnsemble(tiny_backbone, config_for("zeroshot"))
+    second = ZeroshotEnsemble(tiny_backbone, config_for("zeroshot"))
     for method in (first, second):
         method.set_classes(CLASSNAMES, TEMPLATE)
         method.set_dataset("dtd")
@@ -80,14 +80,14 @@ def test_ensemble_does_not_grow_across_instances(tiny_backbone):
 
 def test_zeroshot_with_config_templates_is_an_ensemble(tiny_backbone):
     """The ``zeroshot_ensemble`` preset is ``zeroshot`` with the 7 templates in its config."""
-    method = ZeroshotCLIP(tiny_backbone, MethodConfig(templates=IMAGENET_TEMPLATES_SELECT))
+    method = ZeroshotCLIP(tiny_backbone, config_for("zeroshot", templates=IMAGENET_TEMPLATES_SELECT))
     method.set_classes(CLASSNAMES, TEMPLATE)
     method.set_dataset("dtd")
     assert method.templates() == [*IMAGENET_TEMPLATES_SELECT, TEMPLATE]
 
 
 def test_new_classes_recompute_text_features(tiny_backbone):
-    method = ZeroshotCLIP(tiny_backbone, MethodConfig())
+    method = ZeroshotCLIP(tiny_backbone, config_for("zeroshot"))
     method.set_classes(CLASSNAMES, TEMPLATE)
     with torch.no_grad():
         assert method(image_features()).shape == (4, 3)  # prepares itself when prepare_eval was not called

@@ -55,10 +55,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     """Plan, execute, tabulate; exit status 1 if any run failed."""
     from harness.engine.runner import check_finished_runs, register_plan
+    from harness.engine.staleness import format_plan
     from harness.executors import build_executor
     from harness.protocols.build import make_plan
     from harness.protocols.spec import RunContext
-    from harness.results.collect import format_plan, protocol_table
+    from harness.results.collect import protocol_table
 
     overrides = tuple(sorted(parse_set_options(args.sets).items()))
     data_root = str(args.data_root.resolve()) if args.data_root is not None else None

@@ -9,15 +9,21 @@ from __future__ import annotations
 
 import json
 import os
-import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from harness.engine.evaluate import EvalResult, evaluate
+from harness.engine.evaluate import EvalResult
+from harness.engine.pipeline import (
+    RecordContext,
+    build_for_task,
+    cached_backbone,
+    evaluate_to_records,
+    load_task,
+    resolve_method_config,
+)
 from harness.errors import ConfigError
-from harness.results.records import EvaluationInfo, make_records
 
 
 @dataclass(frozen=True)
@@ -52,70 +58,30 @@ class EvalOutcome:
     split: str
 
 
-def _config_layers(job: EvalJob) -> list[tuple[dict[str, Any], str]]:
-    layers: list[tuple[dict[str, Any], str]] = []
-    if job.precision is not None:
-        layers.append(({"precision": job.precision}, "--precision"))
-    if job.overrides:
-        layers.append((dict(job.overrides), "--set"))
-    return layers
-
-
-def _build(job: EvalJob, task: Any) -> tuple[Any, Any, Any]:
-    """(backbone, method, config) for the job: from a preset/method name, or from ``--weights``."""
-    from harness.methods import build_method, resolve_config
-    from harness.models import load_backbone
-
-    if job.weights is None:
-        if job.method is None:
-            raise ConfigError("harness eval needs --method (a method or preset name) or --weights FILE")
-        config = resolve_config(job.method, *_config_layers(job))
-        backbone = load_backbone(job.model, job.pretrained, job.device, config.precision, model_config=job.model_config)
-        method = build_method(config.method, backbone, config, task.classnames, task.template)
-        return backbone, method, config
-    from harness.methods.checkpoints import load_weights  # lazy: only needed with --weights
-
-    backbone = load_backbone(job.model, job.pretrained, job.device, job.precision or "auto",
-                             model_config=job.model_config)
-    overrides = dict(job.overrides)
-    if job.precision is not None:
-        overrides["precision"] = job.precision
-    method, config = load_weights(job.weights, backbone, overrides)
-    if job.method is not None and resolve_config(job.method).method != config.method:
-        raise ConfigError(f"--method {job.method} but {job.weights} holds a {config.method} model")
-    method.set_classes(task.classnames, task.template)
-    return backbone, method, config
-
-
 def run_eval(job: EvalJob) -> EvalOutcome:
     """Evaluate one method on one dataset split and make its records (nothing is written here).
 
     Raises:
         HarnessError: for bad data, configuration or weights (the message says which and what to do).
     """
-    from harness.data import prepare_task_data
-
-    task = prepare_task_data(job.dataset, job.data_root, shots=job.shots, seed=job.seed, subsample=job.subsample)
-    backbone, method, config = _build(job, task)
-    start = time.monotonic()
-    result = evaluate(method, backbone, task, split=job.split, batch_size=job.batch_size or config.test_batch_size,
-                      num_workers=config.num_workers)
-    duration = time.monotonic() - start
-    info = EvaluationInfo(
-        method=config.method,
-        dataset=task.dataset,
-        split=job.split,
-        subsample=job.subsample,
-        backbone=backbone.name,
-        backbone_sha256=backbone.weights_sha256,
-        split_sha256=task.split_sha256,
-        config_hash=config.digest(),
-        shots=job.shots,
-        seed=job.seed,
-        protocol="eval",
-    )
-    extra = {"preset": job.method or config.method, "precision": backbone.precision}
-    records = make_records(info, result.metrics(), n_images=result.n_images, duration_s=duration, extra=extra)
+    task = load_task(job.dataset, job.data_root, shots=job.shots, seed=job.seed, subsample=job.subsample)
+    if job.weights is None:
+        if job.method is None:
+            raise ConfigError("harness eval needs --method (a method or preset name) or --weights FILE")
+        config = resolve_method_config(job.method, precision=job.precision, overrides=job.overrides)
+        backbone = cached_backbone(job.model, job.pretrained, job.device, config.precision, job.model_config)
+        method, config = build_for_task(config, backbone, task)
+    else:
+        backbone = cached_backbone(job.model, job.pretrained, job.device, job.precision or "auto", job.model_config)
+        overrides = dict(job.overrides)
+        if job.precision is not None:
+            overrides["precision"] = job.precision
+        method_name = resolve_method_config(job.method).method if job.method is not None else None
+        method, config = build_for_task(None, backbone, task, weights=job.weights, overrides=overrides,
+                                        method_name=method_name)
+    context = RecordContext(protocol="eval", method=config.method, preset=job.method or config.method,
+                            subsample=job.subsample, shots=job.shots, seed=job.seed)
+    result, records = evaluate_to_records(method, backbone, task, config, job.split, context, job.batch_size)
     return EvalOutcome(result, records, config.method, task.dataset, job.split)
 
 

@@ -144,6 +144,22 @@ def encode_items(
     return torch.cat(features), torch.cat(labels)
 
 
+def _pixel_logits(method: Method, backbone: Backbone, task_data: object, items: list, batch_size: int,
+                  num_workers: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Logits of a ``pixels`` method over ``items`` in order (test transform, normalised per batch)."""
+    from harness.data import ImageDataset, build_pipeline  # lazy: keeps the engine importable on its own
+
+    pipeline = build_pipeline(backbone.preprocessing, train=False)
+    loader = DataLoader(ImageDataset(items, task_data.image_dir, pipeline.per_image), batch_size=batch_size,
+                        shuffle=False, num_workers=num_workers, pin_memory=backbone.device.type == "cuda")
+    logits, labels = [], []
+    for images, batch_labels, _ in loader:
+        pixels = pipeline.normalize(images.to(backbone.device, non_blocking=True))
+        logits.append(method(pixels).float().cpu())
+        labels.append(batch_labels)
+    return torch.cat(logits), torch.cat(labels)
+
+
 @torch.no_grad()
 def evaluate(
     method: Method, backbone: Backbone, task_data: object, split: str = "test", batch_size: int = 100,
@@ -165,15 +181,14 @@ def evaluate(
         Labels, predictions, logits and image paths in split order, with accuracy and macro-F1 in percent.
     """
     items = split_items(task_data, split)
-    features, labels = split_features(backbone, task_data, split, batch_size, num_workers, cache)
     method.eval()
-    # Methods whose prompts depend on the dataset's identity (zero-shot ensemble on ImageNet) learn it here.
-    set_dataset = getattr(method, "set_dataset", None)
-    if callable(set_dataset):
-        set_dataset(task_data.dataset)
     method.prepare_eval()
-    batches = range(0, len(features), batch_size)
-    logits = torch.cat([method(features[i : i + batch_size]).float().cpu() for i in batches])
+    if method.image_input == "pixels":  # the method runs the image tower itself: no feature cache
+        logits, labels = _pixel_logits(method, backbone, task_data, items, batch_size, num_workers)
+    else:
+        features, labels = split_features(backbone, task_data, split, batch_size, num_workers, cache)
+        batches = range(0, len(features), batch_size)
+        logits = torch.cat([method(features[i : i + batch_size]).float().cpu() for i in batches])
     if logits.shape != (len(items), len(method.classnames)):
         raise DataError(
             f"method {method.name!r} returned logits of shape {tuple(logits.shape)}; expected "

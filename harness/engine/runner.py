@@ -18,24 +18,40 @@ when a process dies) keeps two processes from running the same run at once.
 
 from __future__ import annotations
 
-import fcntl
-import inspect
 import os
 import shutil
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
+from harness.engine.pipeline import (
+    RecordContext,
+    build_for_task,
+    cached_backbone,
+    evaluate_to_records,
+    load_task,
+)
+from harness.engine.staleness import check_finished_runs, run_config, stale_reason
 from harness.errors import HarnessError
-from harness.protocols.spec import EvalSpec, RunSpec, model_slug
+from harness.protocols.spec import EvalSpec, RunSpec
+from harness.run_layout import (
+    DONE_NAME,
+    RECORDS_NAME,
+    SPEC_NAME,
+    count_records,
+    is_done,
+    locked,
+    register_plan,
+    run_dir,
+    training_dir,
+    write_atomic,
+)
 
-DONE_NAME = "DONE"
-RECORDS_NAME = "records.jsonl"
-SPEC_NAME = "spec.json"
-TRAIN_FOLDER = "train"
+__all__ = ["RunOutcome", "RunProgress", "cached_backbone", "check_finished_runs", "count_records",
+           "execute_run", "is_done", "register_plan", "resolve_run_config", "run_dir", "stale_reason",
+           "RECORDS_NAME", "DONE_NAME", "SPEC_NAME"]
+resolve_run_config = run_config
 
 
 class RunProgress(Protocol):
@@ -67,102 +83,6 @@ class RunOutcome:
     n_records: int = 0
     error: str = ""
     duration_s: float = 0.0
-
-
-def run_dir(spec: RunSpec, out_dir: Path) -> Path:
-    """The folder of a run: ``<out>/<protocol>/<run key>``."""
-    return Path(out_dir) / spec.protocol / spec.run_key
-
-
-def is_done(spec: RunSpec, out_dir: Path) -> bool:
-    """Whether the run has finished (its ``DONE`` marker exists)."""
-    return (run_dir(spec, out_dir) / DONE_NAME).is_file()
-
-
-def stale_reason(spec: RunSpec, out_dir: Path) -> str:
-    """Why a finished run's records no longer match what ``spec`` would compute now ("" when they match).
-
-    The run key names the method, model, dataset, shots, seed and ``--set`` overrides, not the preset's
-    content nor the weights. A finished run is compared with the configuration its preset gives now
-    (``config_hash``) and with the weights the model name loads now (``backbone_sha256``), so that editing a
-    preset or replacing the weights cannot leave old results counted as current.
-    """
-    from harness.results.records import read_records
-
-    records = read_records(run_dir(spec, out_dir) / RECORDS_NAME)
-    if not records:
-        return ""
-    config_hash = resolve_run_config(spec).digest()
-    stored = sorted({str(r.get("config_hash")) for r in records})
-    if stored != [config_hash]:
-        return (f"its records have config hash {', '.join(stored)}, methods/{spec.preset}.yaml with this "
-                f"command's --set now gives {config_hash}")
-    backbone = cached_backbone(spec.model, spec.pretrained, spec.device, spec.precision)
-    stored = sorted({str(r.get("backbone_sha256")) for r in records})
-    if stored != [backbone.weights_sha256]:
-        return (f"its records were made with weights sha256 {', '.join(s[:12] for s in stored)}, "
-                f"{spec.model!r} now loads {backbone.weights_sha256[:12]}")
-    return ""
-
-
-def check_finished_runs(specs: list[RunSpec], out_dir: Path) -> None:
-    """Raise ``HarnessError`` if a finished run of the plan is stale (see ``stale_reason``); nothing is deleted."""
-    stale = []
-    for spec in specs:
-        if is_done(spec, out_dir):
-            reason = stale_reason(spec, out_dir)
-            if reason:
-                stale.append(f"  {spec.protocol}/{spec.run_key}: {reason}")
-    if stale:
-        shown = "\n".join(stale[:5]) + (f"\n  ... and {len(stale) - 5} more" if len(stale) > 5 else "")
-        raise HarnessError(
-            f"{len(stale)} finished run(s) under {out_dir} were made with another configuration or other weights "
-            f"than this command uses:\n{shown}\nTheir results are kept. Rerun with --force to redo them, or "
-            "choose another --out."
-        )
-
-
-def register_plan(specs: list[RunSpec], out_dir: Path) -> None:
-    """Write ``spec.json`` for every planned run that has no folder yet, before any run starts.
-
-    Tables read the plan from these files, so a sweep interrupted before reaching a run still shows that
-    run as missing (an incomplete row) instead of averaging over the runs that happened to finish.
-    """
-    for spec in specs:
-        folder = run_dir(spec, out_dir)
-        if not (folder / SPEC_NAME).is_file():
-            folder.mkdir(parents=True, exist_ok=True)
-            write_atomic(folder / SPEC_NAME, spec.to_json())
-
-
-def write_atomic(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` through a temporary file and an atomic rename (never half-written)."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "w", encoding="utf-8") as handle:
-        handle.write(text)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(tmp, path)
-
-
-@contextmanager
-def locked(folder: Path) -> Iterator[None]:
-    """Hold an exclusive lock on ``folder/.lock`` (released when the block ends or the process dies)."""
-    folder.mkdir(parents=True, exist_ok=True)
-    with open(folder / ".lock", "w") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
-
-
-def count_records(path: Path) -> int:
-    """The number of non-empty lines of a records file (0 if it does not exist)."""
-    if not path.is_file():
-        return 0
-    with open(path, encoding="utf-8") as handle:
-        return sum(1 for line in handle if line.strip())
 
 
 def execute_run(spec: RunSpec, out_dir: Path, progress: RunProgress | None = None, *,
@@ -219,62 +139,20 @@ class _Silent:
         pass
 
 
-_BACKBONES: dict[tuple[str, str | None, str, str], Any] = {}
-
-
-def cached_backbone(model: str, pretrained: str | None, device: str, precision: str) -> Any:
-    """The backbone for these settings, loaded once per process (loading dominates short runs)."""
-    from harness.models import load_backbone
-
-    key = (model, pretrained, device, precision)
-    if key not in _BACKBONES:
-        _BACKBONES[key] = load_backbone(model, pretrained, device=device, precision=precision)
-    return _BACKBONES[key]
-
-
-def resolve_run_config(spec: RunSpec) -> Any:
-    """The run's MethodConfig: its preset, then ``precision`` if given, then the ``--set`` overrides.
-
-    The number of epochs then follows the preset's schedule for the shot count and dataset
-    (``harness.methods.for_shots``), unless ``--set max_epoch=N`` asked for N explicitly.
-    """
-    from harness.methods import for_shots, resolve_config
-
-    layers = []
-    if spec.precision != "auto":
-        layers.append(({"precision": spec.precision}, "--precision"))
-    if spec.overrides:
-        layers.append((dict(spec.overrides), "--set"))
-    config = resolve_config(spec.preset, *layers)
-    if "max_epoch" in dict(spec.overrides) or not spec.trainable:
-        return config
-    return for_shots(config, spec.shots, spec.train_dataset)
-
-
-def training_dir(spec: RunSpec, out_dir: Path, config_digest: str) -> Path:
-    """The training folder: keyed by everything that determines the trained model (see the module docstring)."""
-    key = "-".join([spec.method, model_slug(spec.model, spec.pretrained), str(spec.train_dataset),
-                    spec.train_subsample, f"{spec.shots}shots", f"seed{spec.seed}", config_digest])
-    return Path(out_dir) / TRAIN_FOLDER / key
-
-
 def _train_and_evaluate(spec: RunSpec, out_dir: Path, progress: RunProgress, force: bool) -> list[dict[str, Any]]:
-    """Train (resuming from the training folder) if the method trains, then run every evaluation."""
-    from harness.data import prepare_task_data
+    """Train (resuming from the training folder) if the method uses training data, then run every evaluation."""
     from harness.engine.train import train_method
-    from harness.methods import build_method
 
-    data_root = Path(spec.data_root) if spec.data_root else None
     progress.stage(spec, "loading backbone")
     backbone = cached_backbone(spec.model, spec.pretrained, spec.device, spec.precision)
-    config = resolve_run_config(spec)
+    config = run_config(spec)
     method = None
     if spec.trainable:
         if spec.seed is None or spec.train_dataset is None:
             raise HarnessError(f"run {spec.run_key}: a trained run needs a seed and a training dataset")
-        task = prepare_task_data(spec.train_dataset, data_root, shots=spec.shots, seed=spec.seed,
-                                 subsample=spec.train_subsample)
-        method = build_method(config.method, backbone, config, task.classnames, task.template)
+        task = load_task(spec.train_dataset, spec.data_root, shots=spec.shots, seed=spec.seed,
+                         subsample=spec.train_subsample)
+        method, _ = build_for_task(config, backbone, task)
         folder = training_dir(spec, out_dir, config.digest())
         with locked(folder):
             if force:
@@ -291,7 +169,7 @@ def _train_and_evaluate(spec: RunSpec, out_dir: Path, progress: RunProgress, for
     records: list[dict[str, Any]] = []
     for evaluation in spec.evals:
         progress.stage(spec, f"evaluating {evaluation.dataset} ({evaluation.subsample})")
-        records += _evaluate_one(spec, evaluation, backbone, config, method, data_root)
+        records += _evaluate_one(spec, evaluation, backbone, config, method)
     return records
 
 
@@ -317,36 +195,17 @@ class _EpochRelay:
             self.progress.epoch(self.spec, step.epoch, step.max_epoch)
 
 
-def _set_classes(method: Any, task: Any) -> None:
-    """Point the method at the evaluated dataset's classes (zero-shot also takes the dataset, for ImageNet)."""
-    if "dataset" in inspect.signature(method.set_classes).parameters:
-        method.set_classes(task.classnames, task.template, dataset=task.dataset)
-    else:
-        method.set_classes(task.classnames, task.template)
-
-
-def _evaluate_one(spec: RunSpec, evaluation: EvalSpec, backbone: Any, config: Any, method: Any,
-                  data_root: Path | None) -> list[dict[str, Any]]:
-    """One evaluation of the run's model (a fresh zero-shot classifier for training-free methods) -> records."""
-    from harness.data import prepare_task_data
-    from harness.engine import evaluate
-    from harness.methods import build_method
-    from harness.results.records import EvaluationInfo, make_records
-
-    start = time.monotonic()
-    task = prepare_task_data(evaluation.dataset, data_root, shots=evaluation.shots,
-                             seed=spec.seed if evaluation.shots is not None else None,
-                             subsample=evaluation.subsample)
+def _evaluate_one(spec: RunSpec, evaluation: EvalSpec, backbone: Any, config: Any,
+                  method: Any) -> list[dict[str, Any]]:
+    """One evaluation of the run's model (a fresh one for methods without training) -> records."""
+    task = load_task(evaluation.dataset, spec.data_root, shots=evaluation.shots,
+                     seed=spec.seed if evaluation.shots is not None else None, subsample=evaluation.subsample)
     if method is None:
-        method = build_method(config.method, backbone, config, task.classnames, task.template)
-    _set_classes(method, task)
-    result = evaluate(method, backbone, task, split=evaluation.split, batch_size=config.test_batch_size,
-                      num_workers=config.num_workers)
-    info = EvaluationInfo(
-        method=spec.method, dataset=evaluation.dataset, split=evaluation.split, subsample=evaluation.subsample,
-        backbone=backbone.name, backbone_sha256=backbone.weights_sha256, split_sha256=task.split_sha256,
-        config_hash=config.digest(), shots=spec.shots, seed=spec.seed, protocol=spec.protocol,
-        run_key=spec.run_key, train_dataset=spec.train_dataset,
-    )
-    metrics = {"accuracy": result.accuracy, "macro_f1": result.macro_f1}
-    return make_records(info, metrics, n_images=result.n_images, duration_s=time.monotonic() - start)
+        method, _ = build_for_task(config, backbone, task)
+    else:
+        method.set_classes(task.classnames, task.template, task.dataset)
+    context = RecordContext(protocol=spec.protocol, method=spec.method, preset=spec.preset,
+                            subsample=evaluation.subsample, run_key=spec.run_key, shots=spec.shots, seed=spec.seed,
+                            train_dataset=spec.train_dataset)
+    _, records = evaluate_to_records(method, backbone, task, config, evaluation.split, context)
+    return records

@@ -26,14 +26,15 @@ import torch
 
 from harness.config import MethodConfig, merge
 from harness.errors import CheckpointError, HarnessError
-from harness.methods.base import Method
+from harness.methods.base import Method, OfficialLayout
 from harness.models.backbone import Backbone
 from harness.registries import METHODS
 
 FORMAT = "harness.prompt_learner"
 FORMAT_VERSION = 1
-# Keys of an official checkpoint fixed by its tensors: an override may not contradict them.
-INFERRED_KEYS = ("method", "n_ctx", "csc", "ctx_init")
+OUR_FOLDER = "prompt_learner"
+# Keys files written before per-method configs stored for every method; ignored when they hold these defaults.
+LEGACY_KEYS = {"templates": ()}
 
 
 def _defaultdict_as_dict(default_factory: Any = None) -> dict[Any, Any]:
@@ -73,11 +74,23 @@ def read_checkpoint(path: Path) -> Any:
         raise CheckpointError(f"{path}: not a readable torch checkpoint: {exc}") from None
 
 
+def checkpoint_folders() -> list[str]:
+    """Sub-folders a run folder may keep weights in: ours (``prompt_learner``) and every official layout's."""
+    folders = [OUR_FOLDER]
+    for name in METHODS.names():
+        for layout in METHODS.get(name).official_layouts:
+            folders += [folder for folder in layout.folders if folder not in folders]
+    return folders
+
+
 def resolve_weights_path(path: Path) -> Path:
-    """A weights file, or a run folder: its ``prompt_learner/checkpoint`` entry, else its last ``model.pth.tar-N``."""
+    """A weights file, or a run folder: its ``<folder>/checkpoint`` entry, else its last ``model.pth.tar-N``.
+
+    ``<folder>`` is ``prompt_learner`` (ours and CoOp's) or another registered official layout's folder.
+    """
     if path.is_file():
         return path
-    folder = path / "prompt_learner" if (path / "prompt_learner").is_dir() else path
+    folder = next((path / name for name in checkpoint_folders() if (path / name).is_dir()), path)
     if not folder.is_dir():
         raise CheckpointError(f"{path}: no such weights file or run folder")
     pointer = folder / "checkpoint"
@@ -121,18 +134,20 @@ def atomic_save(payload: Any, path: Path) -> None:
 
 
 def load_weights(
-    path: Path | str, backbone: Backbone, overrides: Mapping[str, Any] | None = None
+    path: Path | str, backbone: Backbone, overrides: Mapping[str, Any] | None = None, method: str | None = None
 ) -> tuple[Method, MethodConfig]:
-    """Build the method stored in ``path`` (our format or an official prompt-learner file) on ``backbone``.
+    """Build the method stored in ``path`` (our format or an official checkpoint) on ``backbone``.
 
-    The caller then calls ``method.set_classes(classnames, template)`` for the dataset it evaluates (our
-    files come with their training classes already set).
+    The caller then calls ``method.set_classes(classnames, template, dataset)`` for the dataset it evaluates
+    (our files come with their training classes already set).
 
     Args:
         path: a weights file or a run folder.
-        backbone: the backbone the prompts were learned on (same text width and embedding size).
-        overrides: MethodConfig keys to change (``--set``), e.g. ``class_token_position`` for an official
-            CoOp file trained with ``middle`` or ``front``.
+        backbone: the backbone the weights were learned on (same widths).
+        overrides: config keys to change (``--set``), e.g. ``class_token_position`` for an official CoOp file
+            trained with ``middle`` or ``front``.
+        method: the method the file must hold (``--method``); for an official file it chooses among the
+            methods whose layout the tensors match.
 
     Raises:
         CheckpointError: for a refused, unreadable or unrecognised file, or one that does not fit the backbone.
@@ -141,14 +156,29 @@ def load_weights(
     content = read_checkpoint(file)
     overrides = dict(overrides or {})
     if isinstance(content, dict) and content.get("format") == FORMAT:
-        return _load_ours(file, content, backbone, overrides)
-    if isinstance(content, dict) and isinstance(content.get("state_dict"), dict) and "ctx" in content["state_dict"]:
-        return _load_official(file, content["state_dict"], backbone, overrides)
+        loaded, config = _load_ours(file, content, backbone, overrides)
+        if method is not None and config.method != method:
+            raise CheckpointError(f"{file}: holds a {config.method} model, not {method}")
+        return loaded, config
+    if isinstance(content, dict) and isinstance(content.get("state_dict"), dict):
+        state = {key.removeprefix("module."): value for key, value in content["state_dict"].items()}
+        return _load_official(file, state, backbone, overrides, method)
     keys = sorted(content) if isinstance(content, dict) else type(content).__name__
-    raise CheckpointError(
-        f"{file}: not a prompt-learner checkpoint (expected our format or an official file with "
-        f"state_dict['ctx']); found {keys}"
-    )
+    raise CheckpointError(f"{file}: not a checkpoint of ours nor an official one (no 'state_dict'); found {keys}")
+
+
+def stored_config(file: Path, content: Mapping[str, Any]) -> MethodConfig:
+    """The config stored in one of our files, checked against its method's config class."""
+    name = str(content.get("method"))
+    if name not in METHODS:
+        raise CheckpointError(f"{file}: method {name!r} is not registered (did you forget --include?)")
+    config_class = METHODS.get(name).config_class
+    known = {item.name for item in dataclasses.fields(config_class)}
+    stored = dict(content["config"])
+    for key, default in LEGACY_KEYS.items():
+        if key not in known and key in stored and tuple(stored[key]) == default:
+            del stored[key]
+    return merge(config_class(method=name), stored, f"{file} (stored config)")
 
 
 def _load_ours(
@@ -156,8 +186,8 @@ def _load_ours(
 ) -> tuple[Method, MethodConfig]:
     if content.get("format_version") != FORMAT_VERSION:
         raise CheckpointError(f"{file}: format version {content.get('format_version')}, expected {FORMAT_VERSION}")
-    config = merge(MethodConfig(), content["config"], f"{file} (stored config)")
-    _check_fixed_keys(file, config, overrides)
+    config = stored_config(file, content)
+    _check_fixed_keys(file, config, overrides, ("method",))
     config = merge(config, overrides, "--set")
     method = _build(file, backbone, config, content["state_dict"])
     if content.get("classnames"):
@@ -165,24 +195,42 @@ def _load_ours(
     return method, config
 
 
+def match_official(file: Path, state: Mapping[str, Any], method: str | None) -> tuple[str, OfficialLayout]:
+    """The method and layout an official state dict belongs to (``method`` chooses among several matches).
+
+    Raises:
+        CheckpointError: when no registered layout matches, or several do and neither ``method`` nor a primary
+            layout decides.
+    """
+    names = [method] if method is not None else METHODS.names()
+    found = [(name, layout) for name in names for layout in METHODS.get(name).official_layouts
+             if layout.matches(state)]
+    if len(found) > 1:
+        found = [item for item in found if item[1].primary] or found
+    if len(found) == 1:
+        return found[0]
+    keys = ", ".join(sorted(state)[:8])
+    if not found:
+        which = f"method {method!r}" if method is not None else "any registered method"
+        raise CheckpointError(f"{file}: its state dict (keys {keys}) is not an official checkpoint of {which}")
+    raise CheckpointError(f"{file}: matches the official layouts of {', '.join(n for n, _ in found)}; "
+                          "say which with --method")
+
+
 def _load_official(
-    file: Path, state: dict[str, torch.Tensor], backbone: Backbone, overrides: dict[str, Any]
+    file: Path, state: dict[str, Any], backbone: Backbone, overrides: dict[str, Any], method: str | None
 ) -> tuple[Method, MethodConfig]:
-    state = {key.removeprefix("module."): value for key, value in state.items()}
-    ctx = state["ctx"]
-    if not isinstance(ctx, torch.Tensor) or ctx.dim() not in (2, 3):
-        raise CheckpointError(f"{file}: ctx must be a tensor (n_ctx, D) or (n_cls, n_ctx, D)")
-    conditional = any(key.startswith("meta_net.") for key in state)
-    inferred = MethodConfig(
-        method="cocoop" if conditional else "coop", n_ctx=int(ctx.shape[-2]), csc=ctx.dim() == 3, ctx_init=""
-    )
-    _check_fixed_keys(file, inferred, overrides)
+    name, layout = match_official(file, state, method)
+    config_class = METHODS.get(name).config_class
+    inferred_keys = {"method": name, **layout.infer(state)}
+    inferred = merge(config_class(method=name), inferred_keys, f"{file} ({layout.name})")
+    _check_fixed_keys(file, inferred, overrides, tuple(inferred_keys))
     config = merge(inferred, overrides, "--set")
     return _build(file, backbone, config, state), config
 
 
-def _check_fixed_keys(file: Path, config: MethodConfig, overrides: Mapping[str, Any]) -> None:
-    for key in INFERRED_KEYS:
+def _check_fixed_keys(file: Path, config: MethodConfig, overrides: Mapping[str, Any], fixed: tuple[str, ...]) -> None:
+    for key in fixed:
         if key in overrides and overrides[key] != getattr(config, key):
             raise CheckpointError(
                 f"{file}: {key}={getattr(config, key)!r} is fixed by the weights; "
@@ -190,13 +238,7 @@ def _check_fixed_keys(file: Path, config: MethodConfig, overrides: Mapping[str, 
             )
 
 
-def _build(file: Path, backbone: Backbone, config: MethodConfig, state: dict[str, torch.Tensor]) -> Method:
-    ctx = state["ctx"]
-    if ctx.shape[-1] != backbone.text_width:
-        raise CheckpointError(
-            f"{file}: context width {ctx.shape[-1]} does not match the text width {backbone.text_width} of "
-            f"backbone {backbone.name!r} (weights learned on another backbone)"
-        )
+def _build(file: Path, backbone: Backbone, config: MethodConfig, state: Mapping[str, torch.Tensor]) -> Method:
     method = METHODS.get(config.method)(backbone, config)
     try:
         method.load_learned_state(state)

@@ -17,7 +17,8 @@ from __future__ import annotations
 
 import torch
 
-from harness.methods.coop import CoOp, scaled_logits
+from harness.methods.base import OfficialLayout
+from harness.methods.coop import CoOp, context_keys, has_context, scaled_logits
 from harness.registries import METHODS
 
 
@@ -57,6 +58,9 @@ class CoCoOp(CoOp):
     name = "cocoop"
     trainable = True
     conditional = True
+    official_layouts = (OfficialLayout("CoCoOp prompt_learner", ("prompt_learner",),
+                                       lambda state: has_context(state, meta_net=True), context_keys, primary=True),)
+    protocol_presets = {}  # its own preset for every protocol (not CoOp's)
 
     def prepare_eval(self) -> None:
         """Enter eval mode; nothing is image-independent beyond the class buffers built by ``set_classes``."""

@@ -12,14 +12,14 @@ every step, as the gradient needs.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import torch
 
-from harness.config import MethodConfig
 from harness.errors import HarnessError
-from harness.methods.base import Method
-from harness.methods.prompt_learner import CLASS_BUFFERS, PromptLearner, check_backbone
+from harness.methods.base import Method, OfficialLayout
+from harness.methods.prompt_learner import CLASS_BUFFERS, PromptConfig, PromptLearner, check_backbone
 from harness.models.backbone import Backbone
 from harness.registries import METHODS
 
@@ -36,15 +36,38 @@ def scaled_logits(backbone: Backbone, image_features: torch.Tensor, text_feature
         return scale * image_features.to(dtype) @ text_features.to(dtype).t()
 
 
+def context_keys(state: Mapping[str, Any]) -> dict[str, Any]:
+    """Config keys fixed by an official ``ctx`` tensor: ``n_ctx``, ``csc`` (3-d: class-specific), no ``ctx_init``."""
+    ctx = state["ctx"]
+    return {"n_ctx": int(ctx.shape[-2]), "csc": ctx.dim() == 3, "ctx_init": ""}
+
+
+def has_context(state: Mapping[str, Any], meta_net: bool) -> bool:
+    """Whether ``state`` is an official CoOp (``meta_net=False``) or CoCoOp prompt-learner state dict."""
+    ctx = state.get("ctx")
+    if not isinstance(ctx, torch.Tensor) or ctx.dim() not in (2, 3):
+        return False
+    others = set(state) - {"ctx", *CLASS_BUFFERS}
+    if not meta_net:
+        return not others
+    return ctx.dim() == 2 and bool(others) and all(key.startswith("meta_net.") for key in others)
+
+
 @METHODS.register("coop")
 class CoOp(Method):
     """CoOp: a generic or class-specific learned context, class token at the end, middle or front."""
 
     name = "coop"
+    config_class = PromptConfig
     trainable = True
     conditional = False  # CoCoOp's prompt learner adds the meta-net
+    official_layouts = (OfficialLayout("CoOp prompt_learner", ("prompt_learner",),
+                                       lambda state: has_context(state, meta_net=False), context_keys, primary=True),)
+    # CoOp's base-to-new and transfer baseline is the CoCoOp paper's (M=4, "a photo of a"); few-shot is its own.
+    protocol_presets = {"base2new": "coop_base2new", "cross_dataset": "coop_base2new",
+                        "domain_generalization": "coop_base2new", "few_shot": "coop_fewshot"}
 
-    def __init__(self, backbone: Backbone, config: MethodConfig) -> None:
+    def __init__(self, backbone: Backbone, config: PromptConfig) -> None:
         super().__init__(backbone, config)
         check_backbone(backbone)
         self.prompt_learner = PromptLearner(backbone, config, conditional=self.conditional)
@@ -52,9 +75,9 @@ class CoOp(Method):
         # A method is evaluated unless the trainer says otherwise (the frozen CLIP is never in train mode).
         self.eval()
 
-    def set_classes(self, classnames: Sequence[str], template: str) -> None:
+    def set_classes(self, classnames: Sequence[str], template: str, dataset: str | None = None) -> None:
         """Rebuild the class prompts for ``classnames`` (the template is not used: the context replaces it)."""
-        super().set_classes(classnames, template)
+        super().set_classes(classnames, template, dataset)
         self.prompt_learner.set_classnames(self.classnames)
         self._text_cache = None
 
@@ -95,7 +118,7 @@ class CoOp(Method):
         state = self.prompt_learner.state_dict()
         return {key: value.detach().clone() for key, value in state.items() if key not in CLASS_BUFFERS}
 
-    def load_learned_state(self, state: dict[str, torch.Tensor]) -> None:
+    def load_learned_state(self, state: Mapping[str, torch.Tensor]) -> None:
         """Load ``ctx`` (and ``meta_net.*``) saved by ``learned_state`` or the official trainer.
 
         ``token_prefix``/``token_suffix`` are ignored, as the official ``load_model`` deletes them, so the
@@ -110,6 +133,12 @@ class CoOp(Method):
         if set(state) != expected:
             missing, unexpected = sorted(expected - set(state)), sorted(set(state) - expected)
             raise HarnessError(f"{self.name} weights: missing keys {missing}, unexpected keys {unexpected}")
+        width = int(state["ctx"].shape[-1])
+        if width != self.backbone.text_width:
+            raise HarnessError(
+                f"context width {width} does not match the text width {self.backbone.text_width} of backbone "
+                f"{self.backbone.name!r} (weights learned on another backbone)"
+            )
         learner.set_context(state["ctx"])
         if learner.meta_net is not None:
             meta = {key.removeprefix("meta_net."): value for key, value in state.items() if key != "ctx"}

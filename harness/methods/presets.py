@@ -22,16 +22,33 @@ META_KEY = "meta"
 REQUIRED_META = ("title", "reproduces", "source")
 
 
+# Extra preset folders added by ``--include`` (third-party methods), searched after ``methods/``.
+EXTRA_PRESET_DIRS: list[Path] = []
+
+
+def preset_dirs() -> list[Path]:
+    """The folders presets are read from: ``methods/`` then every included folder."""
+    return [presets_dir(), *EXTRA_PRESET_DIRS]
+
+
 def preset_names() -> list[str]:
-    """Names of the preset files (``methods/<name>.yaml``), sorted."""
-    folder = presets_dir()
-    return sorted(path.stem for path in folder.glob("*.yaml")) if folder.is_dir() else []
+    """Names of the preset files (``<folder>/<name>.yaml``), sorted."""
+    return sorted({path.stem for folder in preset_dirs() if folder.is_dir() for path in folder.glob("*.yaml")})
+
+
+def find_preset(name: str) -> Path | None:
+    """The file of preset ``name`` (the first folder of ``preset_dirs`` that has it), or ``None``."""
+    for folder in preset_dirs():
+        path = folder / f"{name}.yaml"
+        if path.is_file():
+            return path
+    return None
 
 
 def preset_path(name: str) -> Path:
     """The file of preset ``name``; ``ConfigError`` naming the known presets if there is none."""
-    path = presets_dir() / f"{name}.yaml"
-    if not path.is_file():
+    path = find_preset(name)
+    if path is None:
         raise ConfigError(f"unknown preset {name!r}; presets: {', '.join(preset_names()) or '(none)'}")
     return path
 
@@ -58,29 +75,36 @@ def preset_layer(name: str) -> dict[str, Any]:
 
 
 def resolve_config(preset_or_method: str, *layers: tuple[dict[str, Any], str]) -> MethodConfig:
-    """The MethodConfig of a preset or a plain method name, with ``layers`` applied in order.
+    """The config of a preset or a plain method name, with ``layers`` applied in order.
+
+    The keys allowed are those of the method's own config class (``Method.config_class``).
 
     Args:
-        preset_or_method: a preset name (``methods/<name>.yaml``), or a registered method name, which
-            starts from the defaults with ``method`` set.
+        preset_or_method: a preset name (``methods/<name>.yaml`` or an included preset), or a registered
+            method name, which starts from that method's defaults.
         layers: ``(mapping, source)`` pairs, e.g. ``(run_yaml, "run.yaml")``, ``(sets, "--set")``.
 
     Raises:
         ConfigError: for an unknown name, key or value (the message names the source and what is allowed).
     """
-    if (presets_dir() / f"{preset_or_method}.yaml").is_file():
-        config = merge(MethodConfig(), preset_layer(preset_or_method), f"methods/{preset_or_method}.yaml")
+    path = find_preset(preset_or_method)
+    if path is not None:
+        first, source = preset_layer(preset_or_method), f"{path.parent.name}/{path.name}"
     elif preset_or_method in METHODS:
-        config = MethodConfig(method=preset_or_method)
+        first, source = {"method": preset_or_method}, preset_or_method
     else:
         raise ConfigError(
             f"{preset_or_method!r} is neither a preset ({', '.join(preset_names())}) "
             f"nor a method ({', '.join(METHODS.names())})"
         )
-    for layer, source in layers:
-        config = merge(config, layer, source)
-    if config.method not in METHODS:
-        raise ConfigError(f"method={config.method!r} is not registered; methods: {', '.join(METHODS.names())}")
+    method = str(first["method"])
+    if method not in METHODS:
+        raise ConfigError(f"{source}: method={method!r} is not registered; methods: {', '.join(METHODS.names())}")
+    config = merge(METHODS.get(method).config_class(method=method), first, source)
+    for layer, layer_source in layers:
+        if "method" in layer and layer["method"] != method:
+            raise ConfigError(f"{layer_source}: method={layer['method']!r}, but {source} is for method {method!r}")
+        config = merge(config, layer, layer_source)
     return config
 
 

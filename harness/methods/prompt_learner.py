@@ -13,7 +13,7 @@ Faithful to ``CoOp:trainers/coop.py`` and ``cocoop.py`` (spec sections 3 and 6):
 
 Speed without changing the numbers: with a causal text mask the feature at the end-of-text token does
 not depend on later positions, so prompts are assembled only up to ``max(eot) + 1`` (``seq_len``) and
-encoded at that length (``MethodConfig.truncate_prompts``). With the class token at the end and a generic
+encoded at that length (``PromptConfig.truncate_prompts``). With the class token at the end and a generic
 context, every class prompt starts with the same ``1 + n_ctx`` positions (start token and context; for
 CoCoOp, one image's shifted context), which the same causal mask lets the text tower encode once per
 context rather than once per class (``encode_contexts``, ``Backbone.encode_text_shared_prefix``); this
@@ -25,19 +25,49 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from harness.config import MethodConfig
+from harness.config import MethodConfig, option
 from harness.errors import ConfigError, HarnessError
 from harness.models.backbone import Backbone
 
 CTX_INIT_STD = 0.02
+CLASS_TOKEN_POSITIONS = ("end", "middle", "front")
 EOT_POOL_TYPES = ("argmax", "eos")
 # Buffers rebuilt from the class names; saved by the official trainer but deleted on load.
 CLASS_BUFFERS = ("token_prefix", "token_suffix")
+
+
+@dataclass(frozen=True)
+class PromptConfig(MethodConfig):
+    """The keys of CoOp's prompt learner (official ``TRAINER.COOP.*`` / ``TRAINER.COCOOP.*``) and its speed paths."""
+
+    n_ctx: int = option(16, "number of context tokens (N_CTX); ctx_init words set it")
+    ctx_init: str = option("", "words the context starts from (CTX_INIT); empty: normal(0, 0.02) vectors")
+    csc: bool = option(False, "class-specific context (CSC), CoOp only")
+    class_token_position: str = option("end", "where the class name goes: end, middle or front (CoOp only)")
+    truncate_prompts: bool = option(
+        True, "encode prompts up to the last end-of-text token and the shared start + context once (exact)",
+        speed=True)
+    max_prompts_per_chunk: int = option(0, "CoCoOp prompts per text-encoder call (0: from chunk_memory_mb)",
+                                        speed=True)
+    chunk_memory_mb: int = option(1024, "CoCoOp activation budget of one text-encoder call, MiB", speed=True)
+
+    def validate(self, source: str) -> None:
+        """The shared checks, then the prompt learner's keys."""
+        super().validate(source)
+        if self.class_token_position not in CLASS_TOKEN_POSITIONS:
+            raise ConfigError(f"{source}: class_token_position={self.class_token_position!r}; "
+                              f"allowed: {', '.join(CLASS_TOKEN_POSITIONS)}")
+        for key in ("n_ctx", "chunk_memory_mb"):
+            if getattr(self, key) < 1:
+                raise ConfigError(f"{source}: {key} must be at least 1, got {getattr(self, key)}")
+        if self.max_prompts_per_chunk < 0:
+            raise ConfigError(f"{source}: max_prompts_per_chunk must be 0 or more, got {self.max_prompts_per_chunk}")
 
 
 def check_backbone(backbone: Backbone) -> None:
@@ -74,7 +104,7 @@ class PromptLearner(nn.Module):
     that their random initialisation draws from the torch RNG in the same order.
     """
 
-    def __init__(self, backbone: Backbone, config: MethodConfig, *, conditional: bool) -> None:
+    def __init__(self, backbone: Backbone, config: PromptConfig, *, conditional: bool) -> None:
         super().__init__()
         self.backbone = [backbone]  # a list, so the frozen CLIP is not registered as a submodule
         self.dtype = parameter_dtype(backbone)
@@ -102,7 +132,7 @@ class PromptLearner(nn.Module):
         self._gather_index: torch.Tensor | None = None
 
     # -- construction ------------------------------------------------------------------------------
-    def _context_text(self, config: MethodConfig) -> tuple[int, str]:
+    def _context_text(self, config: PromptConfig) -> tuple[int, str]:
         """``(n_ctx, prefix text)``; the prefix must tokenize into exactly ``n_ctx`` tokens (one per word)."""
         if self.ctx_init:
             n_ctx, text, what = len(self.ctx_init.split(" ")), self.ctx_init, f"ctx_init={config.ctx_init!r}"

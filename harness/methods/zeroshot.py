@@ -15,11 +15,12 @@ Logits are ``logit_scale.exp() * image_features @ text_features.T``; the text fe
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 
-from harness.config import MethodConfig
+from harness.config import MethodConfig, option
 from harness.errors import HarnessError
 from harness.methods.base import Method
 from harness.models.backbone import Backbone
@@ -38,6 +39,15 @@ IMAGENET_TEMPLATES_SELECT = (
 DATASETS_WITHOUT_OWN_TEMPLATE = ("imagenet",)
 # Prompts encoded per forward pass when building text features (bounds memory for 1000 classes x 8 templates).
 TEXT_BATCH = 512
+
+
+@dataclass(frozen=True)
+class ZeroshotConfig(MethodConfig):
+    """Zero-shot CLIP's one key: the templates of a prompt ensemble."""
+
+    templates: tuple[str, ...] = option(
+        (), "prompt ensemble templates ({} = class name); empty: the dataset's template (zeroshot) or the "
+        "7 ImageNet templates (zeroshot_ensemble)")
 
 
 def prompt_classname(classname: str) -> str:
@@ -73,11 +83,11 @@ class ZeroshotCLIP(Method):
     """Zero-shot CLIP with the dataset's template (or an ensemble when the config lists ``templates``)."""
 
     name = "zeroshot"
+    config_class = ZeroshotConfig
     trainable = False
 
-    def __init__(self, backbone: Backbone, config: MethodConfig) -> None:
+    def __init__(self, backbone: Backbone, config: ZeroshotConfig) -> None:
         super().__init__(backbone, config)
-        self.dataset: str | None = None
         self.text_features: torch.Tensor | None = None
 
     def templates(self) -> list[str]:
@@ -86,16 +96,13 @@ class ZeroshotCLIP(Method):
             return [self.template]
         return ensemble_templates(self.config.templates, self.template, self.dataset)
 
-    def set_classes(self, classnames: Sequence[str], template: str) -> None:
-        """Set the classes and the dataset's template; the text features are computed by ``prepare_eval``."""
-        super().set_classes(classnames, template)
-        self.text_features = None
+    def set_classes(self, classnames: Sequence[str], template: str, dataset: str | None = None) -> None:
+        """Set the classes, the dataset's template and name (the ensemble drops its own template on ImageNet only).
 
-    def set_dataset(self, dataset: str) -> None:
-        """The registry name of the evaluated dataset (the ensemble drops its own template on ImageNet only)."""
-        if dataset != self.dataset:
-            self.dataset = dataset
-            self.text_features = None
+        The text features are computed by ``prepare_eval``.
+        """
+        super().set_classes(classnames, template, dataset)
+        self.text_features = None
 
     def prepare_eval(self) -> None:
         """Encode the class prompts once."""

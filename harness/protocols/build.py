@@ -6,7 +6,7 @@ themselves stay pure.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from harness.errors import HarnessError
@@ -14,25 +14,18 @@ from harness.protocols.plans import DatasetRoles
 from harness.protocols.selection import load_card_infos, restrict, roles_from_cards
 from harness.protocols.spec import MethodChoice, RunContext, RunSpec
 
-# The published configuration each method uses per protocol, when it is not the method's own preset:
-# CoOp's base-to-new and transfer baseline is the CoCoOp paper's (M=4, "a photo of a"); few-shot is CoOp's own.
-PROTOCOL_PRESETS = {
-    ("coop", "base2new"): "coop_base2new",
-    ("coop", "cross_dataset"): "coop_base2new",
-    ("coop", "domain_generalization"): "coop_base2new",
-    ("coop", "few_shot"): "coop_fewshot",
-}
 EMBEDDED_SUFFIX = "_embedded"
 
 
-def preset_for(method: str, protocol: str, embedded: bool, presets: Sequence[str]) -> str:
+def preset_for(method: str, protocol: str, embedded: bool, presets: Sequence[str],
+               protocol_presets: Mapping[str, str] | None = None) -> str:
     """The preset a method runs a protocol with (pure).
 
-    ``PROTOCOL_PRESETS`` maps (method, protocol) to a published preset, else the method's own name; on the
-    embedded world, ``<preset>_embedded`` replaces it when such a preset exists (its ``meta.changes`` says
-    what differs and why).
+    ``protocol_presets`` (the method's ``Method.protocol_presets``) maps a protocol to a published preset,
+    else the method's own name is used; on the embedded world, ``<preset>_embedded`` replaces it when such a
+    preset exists (its ``meta.changes`` says what differs and why).
     """
-    preset = PROTOCOL_PRESETS.get((method, protocol), method)
+    preset = (protocol_presets or {}).get(protocol, method)
     if embedded and f"{preset}{EMBEDDED_SUFFIX}" in presets:
         return f"{preset}{EMBEDDED_SUFFIX}"
     return preset
@@ -49,9 +42,10 @@ def choose_method(method: str, protocol: str, embedded: bool) -> MethodChoice:
     from harness.registries import METHODS, load_builtins
 
     load_builtins()
-    preset = preset_for(method, protocol, embedded, preset_names())
+    own = METHODS.get(method).protocol_presets if method in METHODS else {}
+    preset = preset_for(method, protocol, embedded, preset_names(), own)
     config = resolve_config(preset)
-    return MethodChoice(method, preset, bool(getattr(METHODS.get(config.method), "trainable", False)))
+    return MethodChoice(method, preset, METHODS.get(config.method).uses_training_data())
 
 
 def protocol_datasets(protocol: str, embedded: bool, requested: Sequence[str] | None) -> DatasetRoles:

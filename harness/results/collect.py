@@ -15,11 +15,11 @@ from pathlib import Path
 
 import pandas as pd
 
-from harness.engine.runner import DONE_NAME, RECORDS_NAME, SPEC_NAME
 from harness.errors import HarnessError
 from harness.protocols.spec import RunContext, RunSpec, model_slug, variant_suffix
 from harness.results.aggregate import consistency_warnings
 from harness.results.records import read_records
+from harness.run_layout import DONE_NAME, RECORDS_NAME, SPEC_NAME
 
 TRANSFER_PROTOCOLS = ("cross_dataset", "domain_generalization")
 
@@ -128,26 +128,3 @@ def folder_table(out_dir: Path, protocol: str, fmt: str = "markdown") -> str:
     if not specs:
         raise HarnessError(f"no runs of protocol {protocol} under {out_dir}")
     return protocol_table(specs, out_dir, fmt)
-
-
-def format_plan(specs: Sequence[RunSpec], out_dir: Path) -> str:
-    """The plan as text: one line per run (done or to run), then the totals."""
-    from harness.engine.runner import is_done, resolve_run_config, stale_reason
-
-    lines, states = [], []
-    for spec in specs:
-        state = "todo"
-        if is_done(spec, out_dir):
-            state = "stale" if stale_reason(spec, out_dir) else "done"
-        states.append(state)
-        evals = ", ".join(f"{e.dataset}:{e.subsample}" for e in spec.evals)
-        training = "no training"
-        if spec.trainable:
-            epochs = resolve_run_config(spec).max_epoch
-            training = (f"train {spec.train_dataset}:{spec.train_subsample} {spec.shots} shots seed {spec.seed}, "
-                        f"{epochs} epochs")
-        lines.append(f"{state}  {spec.protocol}/{spec.run_key}  [{spec.preset}; {training}; eval {evals}]")
-    todo, stale = states.count("todo"), states.count("stale")
-    note = f", {stale} stale (made with another config or weights: run stops unless --force)" if stale else ""
-    lines.append(f"{len(specs)} runs, {len(specs) - todo - stale} done, {todo} to run{note} (output: {out_dir})")
-    return "\n".join(lines) + "\n"

@@ -14,11 +14,11 @@ import torch
 from conftest import make_tiny_backbone
 from PIL import Image
 
-from harness.config import MethodConfig
 from harness.data import Datum
 from harness.engine import evaluate
 from harness.engine.evaluate import split_features
 from harness.engine.feature_cache import FeatureCache, default_cache, resolve_cache
+from harness.methods import config_for
 
 CLASSNAMES = ["dog", "cat", "sea lion"]
 
@@ -65,7 +65,7 @@ def cache(tmp_path: Path) -> FeatureCache:
 def zeroshot(backbone):
     from harness.methods import build_method
 
-    return build_method("zeroshot", backbone, MethodConfig(), CLASSNAMES, "a photo of a {}.")
+    return build_method("zeroshot", backbone, config_for("zeroshot"), CLASSNAMES, "a photo of a {}.")
 
 
 def test_second_evaluation_encodes_no_image_and_gives_the_same_logits(tiny_backbone, task, cache, monkeypatch):

@@ -9,9 +9,8 @@ import torch
 import torch.nn.functional as F
 from clip_files import make_openai_clip, save_openai_state_dict
 
-from harness.config import MethodConfig
 from harness.errors import HarnessError
-from harness.methods import build_method
+from harness.methods import build_method, config_for
 from harness.models import load_backbone
 from harness.models.backbone import Backbone
 
@@ -46,7 +45,7 @@ def test_end_of_text_found_by_its_id_not_by_argmax(tiny_backbone) -> None:
         weight[[eot, x_id]] = weight[[x_id, eot]].clone()
     variant = rewrap(tiny_backbone, model, tokenizer=lambda texts: swap(tiny_backbone.tokenizer(texts)),
                      eot_token_id=x_id)
-    config = MethodConfig(method="coop", n_ctx=4)
+    config = config_for("coop", n_ctx=4)
     original = build_method("coop", tiny_backbone, config, CLASSNAMES, "{}")
     moved = build_method("coop", variant, config, CLASSNAMES, "{}")
     moved.load_learned_state(original.learned_state())
@@ -60,7 +59,7 @@ def test_non_causal_text_tower_uses_full_length_prompts(tiny_backbone) -> None:
     model.attn_mask = None
     variant = rewrap(tiny_backbone, model)
     assert not variant.text_is_causal
-    method = build_method("coop", variant, MethodConfig(method="coop", n_ctx=4), CLASSNAMES, "{}")
+    method = build_method("coop", variant, config_for("coop", n_ctx=4), CLASSNAMES, "{}")
     assert method.prompt_learner.seq_len == variant.context_length
     assert method(features(variant)).shape == (3, 3)
 
@@ -77,13 +76,13 @@ def test_unusable_text_towers_are_refused(tiny_backbone, change: str) -> None:
     variant = rewrap(tiny_backbone, model)
     for name in ("coop", "cocoop"):
         with pytest.raises(HarnessError, match="variant"):
-            build_method(name, variant, MethodConfig(method=name), CLASSNAMES, "{}")
+            build_method(name, variant, config_for(name), CLASSNAMES, "{}")
 
 
 def test_official_pure_fp16_mode_keeps_fp16_prompts(tmp_path) -> None:
     backbone = load_backbone(str(save_openai_state_dict(make_openai_clip(), tmp_path / "clip.pt")), device="cpu",
                              precision="fp16")
-    method = build_method("cocoop", backbone, MethodConfig(method="cocoop", n_ctx=4, precision="fp16"),
+    method = build_method("cocoop", backbone, config_for("cocoop", n_ctx=4, precision="fp16"),
                           CLASSNAMES, "{}")
     learner = method.prompt_learner
     assert learner.ctx.dtype == torch.float16 and learner.meta_net.linear1.weight.dtype == torch.float16
@@ -99,4 +98,4 @@ def test_official_pure_fp16_mode_keeps_fp16_prompts(tmp_path) -> None:
 def test_prompt_longer_than_the_context_is_refused(tiny_backbone) -> None:
     long_name = " ".join(["word"] * 70)
     with pytest.raises(HarnessError, match="needs at least 89 tokens with n_ctx=16"):
-        build_method("coop", tiny_backbone, MethodConfig(method="coop", n_ctx=16), ["dog", long_name], "{}")
+        build_method("coop", tiny_backbone, config_for("coop", n_ctx=16), ["dog", long_name], "{}")

@@ -13,11 +13,10 @@ from clip_files import make_openai_clip, save_openai_state_dict
 from data_fixtures import build_dtd_fixture
 
 from harness.cli import main
-from harness.config import MethodConfig
 from harness.data import prepare_task_data
 from harness.engine import evaluate
 from harness.errors import CheckpointError
-from harness.methods import build_method
+from harness.methods import build_method, config_for
 from harness.methods.checkpoints import load_weights
 from harness.models import load_backbone
 
@@ -91,8 +90,8 @@ def test_official_checkpoint_is_evaluated_by_harness_eval(world, tmp_path: Path,
     assert (config.method, config.n_ctx, config.csc) == ("cocoop" if kind == "cocoop" else "coop",
                                                           state["ctx"].shape[-2], kind == "csc")
     # The same prompts built directly, with the fp16-rounded tensors the file holds.
-    expected_config = MethodConfig(method=config.method, n_ctx=config.n_ctx, csc=config.csc,
-                                   class_token_position=position)
+    expected_config = config_for(config.method, n_ctx=config.n_ctx, csc=config.csc,
+                                 class_token_position=position)
     reference = build_method(config.method, backbone, expected_config, task.classnames, task.template)
     learned = {key: value.half().float() for key, value in state.items() if not key.startswith("token_")}
     reference.load_learned_state(learned)
@@ -154,7 +153,7 @@ def test_checkpoint_that_would_run_code_is_refused(world, tmp_path: Path, capsys
 def test_not_a_prompt_checkpoint(world, tmp_path: Path) -> None:
     path = tmp_path / "weights.pt"
     torch.save({"model": torch.zeros(2)}, path)
-    with pytest.raises(CheckpointError, match="not a prompt-learner checkpoint"):
+    with pytest.raises(CheckpointError, match="not a checkpoint of ours nor an official one"):
         load_weights(path, world["backbone"])
     with pytest.raises(CheckpointError, match="no such weights file"):
         load_weights(tmp_path / "missing.pth.tar-1", world["backbone"])

@@ -6,8 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from harness.config import MethodConfig
-from harness.methods import build_method
+from harness.methods import build_method, config_for
 
 CLASSNAMES = ["dog", "sea_lion", "golden retriever", "cat", "hot air balloon"]
 
@@ -55,7 +54,7 @@ def random_images(backbone, n: int = 3) -> torch.Tensor:
 @pytest.mark.parametrize("position", ["end", "middle", "front"])
 @pytest.mark.parametrize("csc", [False, True])
 def test_coop_logits_match_official_computation(tiny_backbone, position: str, csc: bool) -> None:
-    config = MethodConfig(method="coop", n_ctx=5, csc=csc, class_token_position=position)
+    config = config_for("coop", n_ctx=5, csc=csc, class_token_position=position)
     torch.manual_seed(0)
     method = build_method("coop", tiny_backbone, config, CLASSNAMES, "a photo of a {}.")
     with torch.no_grad():  # a context far from its init, so that a misplaced token would show
@@ -74,7 +73,7 @@ def test_coop_logits_match_official_computation(tiny_backbone, position: str, cs
 
 
 def test_cocoop_logits_match_official_per_image_loop(tiny_backbone) -> None:
-    config = MethodConfig(method="cocoop", n_ctx=4, ctx_init="a photo of a")
+    config = config_for("cocoop", n_ctx=4, ctx_init="a photo of a")
     torch.manual_seed(0)
     method = build_method("cocoop", tiny_backbone, config, CLASSNAMES, "a photo of a {}.")
     learner = method.prompt_learner
@@ -95,7 +94,7 @@ def test_cocoop_logits_match_official_per_image_loop(tiny_backbone) -> None:
 
 
 def test_ctx_init_takes_the_word_embeddings(tiny_backbone) -> None:
-    config = MethodConfig(method="coop", n_ctx=16, ctx_init="a_photo_of_a")
+    config = config_for("coop", n_ctx=16, ctx_init="a_photo_of_a")
     method = build_method("coop", tiny_backbone, config, CLASSNAMES, "a photo of a {}.")
     tokens = tiny_backbone.tokenizer(["a photo of a"])
     expected = tiny_backbone.model.token_embedding(tokens)[0, 1:5]

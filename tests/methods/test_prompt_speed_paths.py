@@ -8,8 +8,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from harness.config import MethodConfig
-from harness.methods import build_method
+from harness.methods import build_method, config_for
 from harness.methods.cocoop import images_per_chunk, prompt_activation_bytes
 
 CLASSNAMES = ["dog", "sea lion", "a rather long class name with many words", "cat"]
@@ -21,7 +20,7 @@ def images(backbone, n: int) -> torch.Tensor:
 
 @pytest.mark.parametrize("position", ["end", "middle", "front"])
 def test_truncated_and_full_length_text_features_are_equal(tiny_backbone, position: str) -> None:
-    config = MethodConfig(method="coop", n_ctx=6, class_token_position=position)
+    config = config_for("coop", n_ctx=6, class_token_position=position)
     short = build_method("coop", tiny_backbone, config, CLASSNAMES, "{}")
     full_config = dataclasses.replace(config, truncate_prompts=False)
     full = build_method("coop", tiny_backbone, full_config, CLASSNAMES, "{}")
@@ -32,7 +31,7 @@ def test_truncated_and_full_length_text_features_are_equal(tiny_backbone, positi
 
 
 def test_eval_text_features_are_cached_and_training_recomputes(tiny_backbone) -> None:
-    method = build_method("coop", tiny_backbone, MethodConfig(method="coop", n_ctx=4), CLASSNAMES, "{}")
+    method = build_method("coop", tiny_backbone, config_for("coop", n_ctx=4), CLASSNAMES, "{}")
     x = images(tiny_backbone, 3)
     method.prepare_eval()
     assert method._text_cache is not None
@@ -48,7 +47,7 @@ def test_eval_text_features_are_cached_and_training_recomputes(tiny_backbone) ->
 
 @pytest.mark.parametrize("max_prompts", [0, 4, 8, 1000])
 def test_batched_cocoop_equals_the_per_image_loop(tiny_backbone, max_prompts: int) -> None:
-    config = MethodConfig(method="cocoop", n_ctx=4, ctx_init="a photo of a", max_prompts_per_chunk=max_prompts)
+    config = config_for("cocoop", n_ctx=4, ctx_init="a photo of a", max_prompts_per_chunk=max_prompts)
     torch.manual_seed(0)
     method = build_method("cocoop", tiny_backbone, config, CLASSNAMES, "{}")
     x = images(tiny_backbone, 5)
@@ -57,7 +56,7 @@ def test_batched_cocoop_equals_the_per_image_loop(tiny_backbone, max_prompts: in
 
 
 def test_batched_cocoop_gradients_equal_the_per_image_loop(tiny_backbone) -> None:
-    config = MethodConfig(method="cocoop", n_ctx=4, max_prompts_per_chunk=8)
+    config = config_for("cocoop", n_ctx=4, max_prompts_per_chunk=8)
     torch.manual_seed(0)
     method = build_method("cocoop", tiny_backbone, config, CLASSNAMES, "{}").train()
     x, labels = images(tiny_backbone, 3), torch.tensor([0, 2, 3])
@@ -89,7 +88,7 @@ def test_cocoop_chunk_follows_the_memory_budget(tiny_backbone, monkeypatch) -> N
     import harness.methods.cocoop as cocoop
 
     calls = []
-    config = MethodConfig(method="cocoop", n_ctx=4, ctx_init="a photo of a", chunk_memory_mb=1)
+    config = config_for("cocoop", n_ctx=4, ctx_init="a photo of a", chunk_memory_mb=1)
     torch.manual_seed(0)
     method = build_method("cocoop", tiny_backbone, config, CLASSNAMES, "{}")
     encode = method.prompt_learner.encode_contexts

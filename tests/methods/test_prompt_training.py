@@ -12,7 +12,7 @@ from data_fixtures import build_dtd_fixture
 from harness.config import MethodConfig
 from harness.data import prepare_task_data
 from harness.engine.train import TrainingDiverged, train_method
-from harness.methods import build_method
+from harness.methods import build_method, config_for
 from harness.methods.checkpoints import load_weights
 from harness.models.backbone import Backbone
 
@@ -27,7 +27,7 @@ def task(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
 def coop_config(**changes) -> MethodConfig:
     values = {"method": "coop", "n_ctx": 4, "batch_size": 2, "max_epoch": 2, "lr": 0.05}
     values.update(changes)
-    return MethodConfig(**values)
+    return config_for(values.pop("method"), **values)
 
 
 def build(backbone, task, config):

@@ -52,7 +52,7 @@ def test_train_base_then_eval_new(files: dict[str, Path], capsys, preset: str) -
 def test_train_rejects_unknown_key_and_wrong_type(files: dict[str, Path], capsys) -> None:
     base = ["train", "--preset", "cocoop", "--shots", "2", *common(files)]
     assert main([*base, "--set", "n_ctxx=4"]) == 2
-    assert "unknown key 'n_ctxx'; allowed keys:" in capsys.readouterr().err
+    assert "unknown key 'n_ctxx' for method 'cocoop'; allowed keys:" in capsys.readouterr().err
     assert main([*base, "--set", "batch_size=big"]) == 2
     assert "batch_size must be an integer" in capsys.readouterr().err
     assert main([*base, "--set", "class_token_position=top"]) == 2

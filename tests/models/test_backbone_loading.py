@@ -22,8 +22,8 @@ from clip_files import (
 )
 from safetensors.torch import save_file
 
-from harness.config import MethodConfig
 from harness.errors import HarnessError
+from harness.methods import config_for
 from harness.methods.zeroshot import ZeroshotCLIP
 from harness.models import Preprocessing, load_backbone
 from harness.registries import BACKBONES
@@ -60,7 +60,7 @@ def reference_logits(model: open_clip.model.CLIP, images: torch.Tensor) -> torch
 
 
 def zeroshot_logits(backbone, images: torch.Tensor) -> torch.Tensor:
-    method = ZeroshotCLIP(backbone, MethodConfig())
+    method = ZeroshotCLIP(backbone, config_for("zeroshot"))
     method.set_classes(CLASSNAMES, TEMPLATE)
     with torch.no_grad():
         method.prepare_eval()

@@ -10,15 +10,16 @@ from harness.errors import HarnessError
 from harness.protocols.build import make_plan, preset_for
 from harness.protocols.spec import RunContext
 
+COOP = {"base2new": "coop_base2new", "cross_dataset": "coop_base2new", "few_shot": "coop_fewshot"}
 PRESETS = ["cocoop", "cocoop_embedded", "coop_base2new", "coop_base2new_embedded", "coop_fewshot", "zeroshot"]
 
 
 def test_preset_per_protocol_and_world() -> None:
-    assert preset_for("coop", "base2new", False, PRESETS) == "coop_base2new"
-    assert preset_for("coop", "cross_dataset", False, PRESETS) == "coop_base2new"
-    assert preset_for("coop", "few_shot", False, PRESETS) == "coop_fewshot"
-    assert preset_for("coop", "few_shot", True, PRESETS) == "coop_fewshot"  # no embedded variant: published
-    assert preset_for("coop", "base2new", True, PRESETS) == "coop_base2new_embedded"
+    assert preset_for("coop", "base2new", False, PRESETS, COOP) == "coop_base2new"
+    assert preset_for("coop", "cross_dataset", False, PRESETS, COOP) == "coop_base2new"
+    assert preset_for("coop", "few_shot", False, PRESETS, COOP) == "coop_fewshot"
+    assert preset_for("coop", "few_shot", True, PRESETS, COOP) == "coop_fewshot"  # no embedded variant: published
+    assert preset_for("coop", "base2new", True, PRESETS, COOP) == "coop_base2new_embedded"
     assert preset_for("cocoop", "domain_generalization", True, PRESETS) == "cocoop_embedded"
     assert preset_for("zeroshot", "base2new", True, PRESETS) == "zeroshot"
     assert preset_for("coop_fewshot", "base2new", False, PRESETS) == "coop_fewshot"  # a preset name is kept
