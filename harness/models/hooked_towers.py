@@ -115,7 +115,5 @@ def encode_image_hooked(visual: nn.Module, images: torch.Tensor, hooks: TowerHoo
     x = visual.ln_pre(x)
     batch_first = getattr(visual.transformer, "batch_first", True)
     x = run_blocks(visual.transformer.resblocks, x, None, hooks, text=False, batch_first=batch_first)
-    if hooks.prompt_count:
-        x = x[:, : -hooks.prompt_count]
-    pooled, _ = visual._pool(x)
+    pooled, _ = visual._pool(x)  # the class token (``image_tower_unsupported`` refuses other pooling)
     return pooled @ visual.proj if visual.proj is not None else pooled

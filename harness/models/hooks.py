@@ -15,7 +15,7 @@ Semantics (``prompt_methods_spec.md`` section 3.2, ``adapters_spec.md`` section 
 - Image prompts at layer 0 are appended after ``[class token, patches]`` once the positional embedding has
   been added, before ``ln_pre`` (they get no positional embedding); at layer ``i >= 1`` they replace the last
   ``n`` positions of block ``i``'s input. Layers not listed carry the previous block's outputs at those
-  positions (MaPLe's blocks ``J..``). The prompts are removed before pooling (the class token is read).
+  positions (MaPLe's blocks ``J..``). The class token is read, so the tower must pool it.
 - Prompts are ``(n, width)``, shared by the batch, or ``(B, n, width)``, one set per sequence.
 - ``LoRA`` on projection ``q``, ``k``, ``v`` or ``out`` of block ``i``: ``y = W x + b + scaling *
   dropout(x) A^T B^T`` with ``A`` ``(r, width)`` and ``B`` ``(width, r)``; the packed ``in_proj_weight`` of
