@@ -197,14 +197,15 @@ class Backbone:
             projection = model.text_projection
             return projection(x) if isinstance(projection, nn.Linear) else x @ projection
 
-    def encode_text_shared_prefix(self, prefix: torch.Tensor, suffix: torch.Tensor,
-                                  eot_positions: torch.Tensor) -> torch.Tensor:
+    def encode_text_shared_prefix(self, prefix: torch.Tensor, suffix: torch.Tensor, eot_positions: torch.Tensor,
+                                  hooks: TowerHooks | None = None) -> torch.Tensor:
         """Text features (unnormalised) ``(B, N, embed_dim)`` of the prompts ``prefix[b] + suffix[n]``.
 
         ``prefix`` ``(B, P, width)`` is encoded once per row instead of once per prompt; ``suffix`` ``(N, S,
         width)`` holds positions ``P .. P+S-1`` and ``eot_positions`` ``(N,)`` the end-of-text index of each
         prompt (from its start). Same features as ``encode_text_embeddings`` of the concatenated prompts, up to
-        float rounding; needs ``shares_prompt_prefix`` (see ``harness.models.shared_prefix``).
+        float rounding; needs ``shares_prompt_prefix`` (see ``harness.models.shared_prefix``). ``hooks`` may hold
+        deep text prompts that fit in the prefix (``1 + n <= P``; per-row prompts ``(B, n, width)``), not LoRA.
         """
         if not self.shares_prompt_prefix:
             reason = self.text_tower_error or prefix_sharing_unsupported(self.model) or "its text mask is not causal"
@@ -219,10 +220,23 @@ class Backbone:
                 f"end-of-text positions {eot_positions.tolist()} must fall in the suffix, positions "
                 f"{prefix.shape[1]}..{length - 1}, one per suffix ({suffix.shape[0]})"
             )
+        deep_prompts = self._shared_prefix_prompts(hooks, prefix.shape[1])
         allowed = self.model.attn_mask[:length, :length] == 0
         with self.autocast():
             return encode_with_shared_prefix(self.model, prefix.to(self.dtype), suffix.to(self.dtype),
-                                             eot_positions, allowed.to(prefix.device))
+                                             eot_positions, allowed.to(prefix.device), deep_prompts)
+
+    def _shared_prefix_prompts(self, hooks: TowerHooks | None, prefix_length: int) -> dict[int, torch.Tensor]:
+        if hooks is None or hooks.is_empty:
+            return {}
+        if hooks.lora:
+            raise HarnessError(f"backbone {self.name!r}: LoRA hooks need whole prompts (encode_text_embeddings), "
+                               "not a shared prefix")
+        self.check_hooks(hooks, tower="text")
+        if 1 + hooks.prompt_count > prefix_length:
+            raise HarnessError(f"{hooks.prompt_count} deep text prompts (positions 1..{hooks.prompt_count}) do not "
+                               f"fit in the shared prefix of {prefix_length} tokens; encode whole prompts")
+        return dict(hooks.deep_prompts)
 
     def encode_text(self, tokens: torch.Tensor, truncate: bool = True, hooks: TowerHooks | None = None) -> torch.Tensor:
         """Text features (unnormalised, float32) of token ids, optionally truncated to the longest prompt.

@@ -14,8 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from harness.errors import HarnessError
-from harness.models.hooks import LoRA, TowerHooks
+from harness.models.hooks import LoRA, TowerHooks, place_prompts
 from harness.models.shared_prefix import _heads, _merge
 
 VIT_PARTS = ("conv1", "class_embedding", "positional_embedding", "ln_pre", "transformer", "ln_post", "proj")
@@ -58,26 +57,13 @@ def lora_block(block: nn.Module, x: torch.Tensor, mask: torch.Tensor | None, upd
     return x + block.ls_2(block.mlp(block.ln_2(x)))
 
 
-def _place_prompts(x: torch.Tensor, prompts: torch.Tensor, *, text: bool, append: bool = False) -> torch.Tensor:
-    """Text: replace positions ``1..n``; image: replace (or, at layer 0, append) the last ``n`` positions."""
-    batch, count = x.shape[0], prompts.shape[-2]
-    if prompts.dim() == 3 and prompts.shape[0] != batch:
-        raise HarnessError(f"per-sequence prompts for {prompts.shape[0]} sequences, but the batch has {batch}")
-    prompts = prompts.to(x.dtype).expand(batch, -1, -1)
-    if text:
-        if 1 + count > x.shape[1]:
-            raise HarnessError(f"{count} deep text prompts do not fit in sequences of {x.shape[1]} tokens")
-        return torch.cat([x[:, :1], prompts, x[:, 1 + count :]], dim=1)
-    return torch.cat([x if append else x[:, :-count], prompts], dim=1)
-
-
 def run_blocks(blocks: Sequence[nn.Module], x: torch.Tensor, mask: torch.Tensor | None, hooks: TowerHooks, *,
                text: bool, batch_first: bool = True) -> torch.Tensor:
     """The blocks on batch-first ``x``, with each layer's prompts placed at its input and its LoRA applied."""
     for index, block in enumerate(blocks):
         prompts = hooks.deep_prompts.get(index)
         if prompts is not None and (text or index > 0):  # image layer 0 is appended before ln_pre
-            x = _place_prompts(x, prompts, text=text)
+            x = place_prompts(x, prompts, text=text)
         updates = hooks.lora_of_layer(index)
         if updates:  # checked by ``check_tower_hooks``: open_clip's standard block
             x = lora_block(block, x, mask, updates)
@@ -111,7 +97,7 @@ def encode_image_hooked(visual: nn.Module, images: torch.Tensor, hooks: TowerHoo
     if hasattr(visual, "patch_dropout"):
         x = visual.patch_dropout(x)
     if 0 in hooks.deep_prompts:  # appended after the positional embedding, before ln_pre (spec 3.2)
-        x = _place_prompts(x, hooks.deep_prompts[0], text=False, append=True)
+        x = place_prompts(x, hooks.deep_prompts[0], text=False, append=True)
     x = visual.ln_pre(x)
     batch_first = getattr(visual.transformer, "batch_first", True)
     x = run_blocks(visual.transformer.resblocks, x, None, hooks, text=False, batch_first=batch_first)

@@ -154,6 +154,19 @@ def _check_prompts(hooks: TowerHooks, depth: int, width: int, tower: str, backbo
         )
 
 
+def place_prompts(x: torch.Tensor, prompts: torch.Tensor, *, text: bool, append: bool = False) -> torch.Tensor:
+    """Text: replace positions ``1..n``; image: replace (or, at layer 0, append) the last ``n`` positions."""
+    batch, count = x.shape[0], prompts.shape[-2]
+    if prompts.dim() == 3 and prompts.shape[0] != batch:
+        raise HarnessError(f"per-sequence prompts for {prompts.shape[0]} sequences, but the batch has {batch}")
+    prompts = prompts.to(x.dtype).expand(batch, -1, -1)
+    if text:
+        if 1 + count > x.shape[1]:
+            raise HarnessError(f"{count} deep text prompts do not fit in sequences of {x.shape[1]} tokens")
+        return torch.cat([x[:, :1], prompts, x[:, 1 + count :]], dim=1)
+    return torch.cat([x if append else x[:, :-count], prompts], dim=1)
+
+
 def lora_unsupported(block: nn.Module) -> str:
     """Why LoRA cannot be added to this block's attention ("" when it can)."""
     if type(block) is not ResidualAttentionBlock or hasattr(block, "ln_1_kv"):
