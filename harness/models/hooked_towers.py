@@ -35,7 +35,7 @@ def _with_lora(output: torch.Tensor, inputs: torch.Tensor, update: LoRA | None) 
         return output
     if update.dropout:
         inputs = F.dropout(inputs, update.dropout, training=True)
-    down, up = update.down.to(inputs.dtype), update.up.to(inputs.dtype)
+    down, up = update.down.to(inputs.device, inputs.dtype), update.up.to(inputs.device, inputs.dtype)
     return output + update.scaling * ((inputs @ down.T) @ up.T)
 
 

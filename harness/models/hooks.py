@@ -90,7 +90,8 @@ class TowerHooks:
     @property
     def prompt_count(self) -> int:
         """``n``, the number of prompt tokens per layer (0 without prompts)."""
-        return next(iter(self.deep_prompts.values())).shape[-2] if self.deep_prompts else 0
+        first = next(iter(self.deep_prompts.values()), None)
+        return int(first.shape[-2]) if first is not None and first.dim() >= 2 else 0
 
     def lora_of_layer(self, layer: int) -> dict[str, LoRA]:
         """The updates of one block, by projection name."""
@@ -159,7 +160,7 @@ def place_prompts(x: torch.Tensor, prompts: torch.Tensor, *, text: bool, append:
     batch, count = x.shape[0], prompts.shape[-2]
     if prompts.dim() == 3 and prompts.shape[0] != batch:
         raise HarnessError(f"per-sequence prompts for {prompts.shape[0]} sequences, but the batch has {batch}")
-    prompts = prompts.to(x.dtype).expand(batch, -1, -1)
+    prompts = prompts.to(x.device, x.dtype).expand(batch, -1, -1)
     if text:
         if 1 + count > x.shape[1]:
             raise HarnessError(f"{count} deep text prompts do not fit in sequences of {x.shape[1]} tokens")

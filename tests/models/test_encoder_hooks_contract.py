@@ -78,6 +78,7 @@ def test_hooks_a_tower_cannot_take_are_clear_errors() -> None:
         ("text", TowerHooks(random_prompts([0, 1], 2, text)), r"layer 0's text prompts belong in the prompt embed"),
         ("text", TowerHooks(random_prompts([1], 2, image)), r"shape \(2, 96\), expected \(2, 64\)"),
         ("text", TowerHooks({1: torch.zeros(2, text), 2: torch.zeros(3, text)}), r"every layer has the same number"),
+        ("text", TowerHooks({1: torch.zeros(text)}), r"shape \(64,\), expected \(0, 64\)"),
         ("text", TowerHooks(random_prompts([1], 2, text, batch=5)), r"prompts for 5 sequences, but the batch has 2"),
         ("image", TowerHooks(random_prompts([1, 2], 2, image)), r"layer 0 \(the shallow prompts .*\) is needed"),
         ("image", TowerHooks(random_prompts([0, 3], 2, image)), r"prompt depth 4 > 3 layers .* image tower"),
