@@ -17,6 +17,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from harness.errors import HarnessError
+from harness.models.hooked_towers import encode_image_hooked, encode_text_hooked, image_tower_unsupported
+from harness.models.hooks import TowerHooks, check_tower_hooks
 from harness.models.shared_prefix import encode_with_shared_prefix, prefix_sharing_unsupported
 
 
@@ -164,12 +166,14 @@ class Backbone:
         """Token embeddings ``(n, L, width)`` in the model's dtype."""
         return self.model.token_embedding(tokens.to(self.device)).to(self.dtype)
 
-    def encode_text_embeddings(self, embeddings: torch.Tensor, eot_positions: torch.Tensor) -> torch.Tensor:
+    def encode_text_embeddings(self, embeddings: torch.Tensor, eot_positions: torch.Tensor,
+                               hooks: TowerHooks | None = None) -> torch.Tensor:
         """Text features (unnormalised) of prompt embeddings ``(n, L, width)``, read at ``eot_positions``.
 
         ``L`` may be shorter than ``context_length``: with a causal mask the features at position ``p``
         depend only on positions ``<= p``, so sequences truncated after their end-of-text token give the
-        same features as full-length ones (see ``text_is_causal``).
+        same features as full-length ones (see ``text_is_causal``). ``hooks`` (deep text prompts, LoRA; see
+        ``harness.models.hooks``) change the inside of the text tower; without them this is today's path.
         """
         self.require_text_tower()
         length = embeddings.shape[1]
@@ -177,6 +181,10 @@ class Backbone:
             raise HarnessError(f"backbone {self.name!r}: truncated prompts need a causal text mask")
         model = self.model
         cast = self.dtype
+        if hooks is not None and not hooks.is_empty:
+            self.check_hooks(hooks, tower="text")
+            with self.autocast():
+                return encode_text_hooked(model, embeddings.to(cast), eot_positions, hooks)
         with self.autocast():
             x = embeddings.to(cast) + model.positional_embedding[:length].to(cast)
             mask = model.attn_mask[:length, :length] if model.attn_mask is not None else None
@@ -189,14 +197,15 @@ class Backbone:
             projection = model.text_projection
             return projection(x) if isinstance(projection, nn.Linear) else x @ projection
 
-    def encode_text_shared_prefix(self, prefix: torch.Tensor, suffix: torch.Tensor,
-                                  eot_positions: torch.Tensor) -> torch.Tensor:
+    def encode_text_shared_prefix(self, prefix: torch.Tensor, suffix: torch.Tensor, eot_positions: torch.Tensor,
+                                  hooks: TowerHooks | None = None) -> torch.Tensor:
         """Text features (unnormalised) ``(B, N, embed_dim)`` of the prompts ``prefix[b] + suffix[n]``.
 
         ``prefix`` ``(B, P, width)`` is encoded once per row instead of once per prompt; ``suffix`` ``(N, S,
         width)`` holds positions ``P .. P+S-1`` and ``eot_positions`` ``(N,)`` the end-of-text index of each
         prompt (from its start). Same features as ``encode_text_embeddings`` of the concatenated prompts, up to
-        float rounding; needs ``shares_prompt_prefix`` (see ``harness.models.shared_prefix``).
+        float rounding; needs ``shares_prompt_prefix`` (see ``harness.models.shared_prefix``). ``hooks`` may hold
+        deep text prompts that fit in the prefix (``1 + n <= P``; per-row prompts ``(B, n, width)``), not LoRA.
         """
         if not self.shares_prompt_prefix:
             reason = self.text_tower_error or prefix_sharing_unsupported(self.model) or "its text mask is not causal"
@@ -211,26 +220,66 @@ class Backbone:
                 f"end-of-text positions {eot_positions.tolist()} must fall in the suffix, positions "
                 f"{prefix.shape[1]}..{length - 1}, one per suffix ({suffix.shape[0]})"
             )
+        deep_prompts = self._shared_prefix_prompts(hooks, prefix.shape[1])
         allowed = self.model.attn_mask[:length, :length] == 0
         with self.autocast():
             return encode_with_shared_prefix(self.model, prefix.to(self.dtype), suffix.to(self.dtype),
-                                             eot_positions, allowed.to(prefix.device))
+                                             eot_positions, allowed.to(prefix.device), deep_prompts)
 
-    def encode_text(self, tokens: torch.Tensor, truncate: bool = True) -> torch.Tensor:
-        """Text features (unnormalised, float32) of token ids, optionally truncated to the longest prompt."""
+    def _shared_prefix_prompts(self, hooks: TowerHooks | None, prefix_length: int) -> dict[int, torch.Tensor]:
+        if hooks is None or hooks.is_empty:
+            return {}
+        if hooks.lora:
+            raise HarnessError(f"backbone {self.name!r}: LoRA hooks need whole prompts (encode_text_embeddings), "
+                               "not a shared prefix")
+        self.check_hooks(hooks, tower="text")
+        if 1 + hooks.prompt_count > prefix_length:
+            raise HarnessError(f"{hooks.prompt_count} deep text prompts (positions 1..{hooks.prompt_count}) do not "
+                               f"fit in the shared prefix of {prefix_length} tokens; encode whole prompts")
+        return dict(hooks.deep_prompts)
+
+    def encode_text(self, tokens: torch.Tensor, truncate: bool = True, hooks: TowerHooks | None = None) -> torch.Tensor:
+        """Text features (unnormalised, float32) of token ids, optionally truncated to the longest prompt.
+
+        ``hooks`` change the inside of the text tower (e.g. LoRA on plain class prompts).
+        """
         tokens = tokens.to(self.device)
         eot = self.eot_positions(tokens)
         if truncate and self.text_is_causal:
             tokens = tokens[:, : int(eot.max()) + 1]
-        return self.encode_text_embeddings(self.embed_tokens(tokens), eot).float()
+        return self.encode_text_embeddings(self.embed_tokens(tokens), eot, hooks=hooks).float()
 
     def encode_prompts(self, texts: Sequence[str], truncate: bool = True) -> torch.Tensor:
         """L2-normalised float32 text features of strings."""
         return F.normalize(self.encode_text(self.tokenize(texts), truncate=truncate), dim=-1)
 
     # -- images ----------------------------------------------------------------------------------
-    def encode_images(self, images: torch.Tensor) -> torch.Tensor:
-        """L2-normalised float32 image features of a preprocessed batch ``(n, 3, H, W)``."""
+    def encode_images(self, images: torch.Tensor, hooks: TowerHooks | None = None) -> torch.Tensor:
+        """L2-normalised float32 image features of a preprocessed batch ``(n, 3, H, W)``.
+
+        ``hooks`` (deep or shallow visual prompts, LoRA; see ``harness.models.hooks``) change the inside of
+        the image tower, which must then be a ViT; without them this is ``model.encode_image``.
+        """
+        if hooks is not None and not hooks.is_empty:
+            self.check_hooks(hooks, tower="image")
+            with self.autocast():
+                features = encode_image_hooked(self.model.visual, images.to(self.device, self.dtype), hooks)
+            return F.normalize(features.float(), dim=-1)
         with self.autocast():
             features = self.model.encode_image(images.to(self.device, self.dtype))
         return F.normalize(features.float(), dim=-1)
+
+    def check_hooks(self, hooks: TowerHooks, tower: str) -> None:
+        """Raise ``HarnessError`` if the ``text`` or ``image`` tower cannot take ``hooks`` (see ``hooks.py``)."""
+        if tower == "text":
+            self.require_text_tower()
+            blocks, width = self.model.transformer.resblocks, self.text_width
+        else:
+            visual = getattr(self.model, "visual", None)
+            reason = image_tower_unsupported(visual)
+            if reason:
+                kinds = " and ".join(kind for kind, given in (("deep prompts", hooks.deep_prompts),
+                                                              ("LoRA", hooks.lora)) if given)
+                raise HarnessError(f"{kinds} in the image tower of backbone {self.name!r}: {reason}")
+            blocks, width = visual.transformer.resblocks, int(visual.class_embedding.shape[-1])
+        check_tower_hooks(hooks, blocks, width, tower=tower, backbone_name=self.name)

@@ -11,14 +11,20 @@ terms in another order).
 This needs the text tower's blocks to be open_clip's standard ``ResidualAttentionBlock`` (pre-norm,
 ``nn.MultiheadAttention`` with packed q/k/v, optional LayerScale), whose arithmetic is restated here;
 ``prefix_sharing_unsupported`` says why another tower cannot, and callers then encode full prompts.
+Deep text prompts (MaPLe, IVLP, PromptSRC) replace positions ``1..n`` at each layer's input; when those lie
+inside the prefix they are the same for every suffix, so the sharing stays exact. LoRA hooks need whole prompts.
 """
 
 from __future__ import annotations
+
+from collections.abc import Mapping
 
 import torch
 import torch.nn.functional as F
 from open_clip.transformer import ResidualAttentionBlock
 from torch import nn
+
+from harness.models.hooks import place_prompts
 
 
 def prefix_sharing_unsupported(model: nn.Module) -> str:
@@ -62,7 +68,8 @@ def _finish(block: ResidualAttentionBlock, x: torch.Tensor, attended: torch.Tens
 
 
 def encode_with_shared_prefix(model: nn.Module, prefix: torch.Tensor, suffix: torch.Tensor,
-                              eot_positions: torch.Tensor, allowed: torch.Tensor) -> torch.Tensor:
+                              eot_positions: torch.Tensor, allowed: torch.Tensor,
+                              deep_prompts: Mapping[int, torch.Tensor] | None = None) -> torch.Tensor:
     """Unnormalised text features ``(B, N, embed_dim)`` of the prompts ``prefix[b] + suffix[n]``.
 
     Args:
@@ -72,6 +79,8 @@ def encode_with_shared_prefix(model: nn.Module, prefix: torch.Tensor, suffix: to
         eot_positions: ``(N,)`` end-of-text index of each suffix's prompt, counted from the prompt's start
             (so at least ``P``).
         allowed: ``(P+S, P+S)`` boolean attention mask of the full prompt (True where a query may attend).
+        deep_prompts: deep text prompts (``harness.models.hooks``), layer -> ``(n, width)`` or ``(B, n, width)``,
+            replacing prefix positions ``1..n`` at that layer's input (the caller checks ``1 + n <= P``).
     """
     batch, length_p, _ = prefix.shape
     n_suffix, length_s, width = suffix.shape
@@ -82,6 +91,8 @@ def encode_with_shared_prefix(model: nn.Module, prefix: torch.Tensor, suffix: to
     mask_p, mask_s = allowed[:length_p, :length_p], allowed[length_p:, :]
     blocks = list(model.transformer.resblocks)
     for index, block in enumerate(blocks):
+        if deep_prompts and index in deep_prompts:  # they sit inside the prefix, shared by every suffix
+            hidden_p = place_prompts(hidden_p, deep_prompts[index], text=True)
         q_p, k_p, v_p = _qkv(block, hidden_p)  # (B, h, P, d)
         q_s, k_s, v_s = _qkv(block, hidden_s)  # (B*N, h, S, d)
         shape = (batch, n_suffix, *k_p.shape[1:])
