@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from harness.commands import add_include_argument
 from harness.config import parse_set_options
 
 DEFAULT_OUT = Path("runs") / "eval"
@@ -46,16 +47,17 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--save-predictions", type=Path, default=None, metavar="FILE",
                         help="write one JSON line per image: image, label, pred, logits")
+    add_include_argument(parser)
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     """Evaluate, print the metrics, append the records and optionally save the predictions."""
     from harness.engine.eval_run import EvalJob, run_eval, write_predictions
-    from harness.registries import load_builtins
+    from harness.plugins import load_includes
     from harness.results.records import RECORDS_FILE, append_records
 
-    load_builtins()
+    load_includes(args.includes)
     job = EvalJob(
         dataset=args.dataset, method=args.method, data_root=args.data_root, subsample=args.subsample,
         split=args.split, shots=args.shots, seed=args.seed, model=args.model, pretrained=args.pretrained,

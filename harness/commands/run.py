@@ -6,6 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from harness.commands import add_include_argument
 from harness.config import parse_set_options
 
 DEFAULT_SEEDS = "1,2,3"
@@ -48,6 +49,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
                         help="override a method config key (repeatable)")
     parser.add_argument("--force", action="store_true", help="redo finished runs")
+    add_include_argument(parser)
     parser.add_argument("--dry-run", action="store_true", help="print the plan and exit")
     parser.set_defaults(func=run)
 
@@ -61,9 +63,13 @@ def run(args: argparse.Namespace) -> int:
     from harness.protocols.spec import RunContext
     from harness.results.collect import protocol_table
 
+    from harness.plugins import load_includes
+
+    load_includes(args.includes)
+    includes = tuple(str(Path(path).resolve()) for path in args.includes)
     overrides = tuple(sorted(parse_set_options(args.sets).items()))
     data_root = str(args.data_root.resolve()) if args.data_root is not None else None
-    context = RunContext(args.model, args.pretrained, data_root, args.device, args.precision, overrides)
+    context = RunContext(args.model, args.pretrained, data_root, args.device, args.precision, overrides, includes)
     specs = make_plan(args.protocol, args.method, datasets=args.datasets, seeds=args.seeds, shots=args.shots,
                       context=context)
     if args.dry_run:

@@ -13,6 +13,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
+from harness.commands import add_include_argument
 from harness.commands.eval import add_backbone_arguments
 from harness.config import parse_set_options
 
@@ -42,6 +43,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                         help="start from these weights (ours or the method's official checkpoint) instead of a fresh "
                              "initialisation; the optimiser and schedule start at epoch 1")
     parser.add_argument("--no-test", action="store_true", help="do not evaluate the test split after training")
+    add_include_argument(parser)
     parser.set_defaults(func=run)
 
 
@@ -75,9 +77,9 @@ def run(args: argparse.Namespace) -> int:
         resolve_method_config,
     )
     from harness.engine.train import train_method
-    from harness.registries import load_builtins
+    from harness.plugins import load_includes
 
-    load_builtins()
+    load_includes(args.includes)
     name = args.preset or args.method
     config = resolve_method_config(name, precision=args.precision, overrides=parse_set_options(args.sets),
                                    shots=args.shots, dataset=args.dataset)

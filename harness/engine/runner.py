@@ -99,6 +99,10 @@ def execute_run(spec: RunSpec, out_dir: Path, progress: RunProgress | None = Non
         HarnessError: for bad data, configuration or weights (the message says which).
     """
     start = time.monotonic()
+    if spec.includes:  # third-party methods: a worker process imports them before anything else
+        from harness.plugins import load_includes
+
+        load_includes(spec.includes)
     folder = run_dir(spec, out_dir)
     relative = str(folder.relative_to(out_dir))
     with locked(folder):

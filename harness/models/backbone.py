@@ -112,6 +112,24 @@ class Backbone:
         """Attention heads per text block."""
         return int(self.model.transformer.resblocks[0].attn.num_heads)
 
+    def require_vit_image_tower(self, what: str) -> nn.Module:
+        """The ViT image tower, or ``HarnessError`` naming ``what`` needs it and why this tower is not one."""
+        visual = getattr(self.model, "visual", None)
+        reason = image_tower_unsupported(visual) if visual is not None else "the model has no image tower"
+        if reason:
+            raise HarnessError(f"{what} needs a ViT image tower; backbone {self.name!r}: {reason}")
+        return visual
+
+    @property
+    def image_width(self) -> int:
+        """Width of the image transformer (the width of visual prompts); ``HarnessError`` for a non-ViT tower."""
+        return int(self.require_vit_image_tower("the image width").class_embedding.shape[-1])
+
+    @property
+    def image_layers(self) -> int:
+        """Number of residual blocks of the image transformer; ``HarnessError`` for a non-ViT tower."""
+        return len(self.require_vit_image_tower("the image depth").transformer.resblocks)
+
     @property
     def embed_dim(self) -> int:
         """Dimension of the joint image-text embedding (``vis_dim`` of CoCoOp's meta-net)."""

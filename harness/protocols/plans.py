@@ -57,6 +57,7 @@ def _spec(protocol: str, method: MethodChoice, context: RunContext, key_part: st
         data_root=context.data_root,
         device=context.device,
         precision=context.precision,
+        includes=context.includes,
     )
 
 

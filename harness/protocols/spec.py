@@ -45,6 +45,7 @@ class RunContext:
     device: str = "auto"
     precision: str = "auto"
     overrides: tuple[tuple[str, Any], ...] = ()
+    includes: tuple[str, ...] = ()  # --include paths, imported by every worker before it runs
 
 
 @dataclass(frozen=True)
@@ -76,6 +77,7 @@ class RunSpec:
     data_root: str | None = None
     device: str = "auto"
     precision: str = "auto"
+    includes: tuple[str, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict (tuples become lists)."""
@@ -87,6 +89,7 @@ class RunSpec:
         values = dict(data)
         values["evals"] = tuple(EvalSpec(**e) for e in values["evals"])
         values["overrides"] = tuple((str(k), v) for k, v in values.get("overrides", ()))
+        values["includes"] = tuple(values.get("includes", ()))
         return cls(**values)
 
     def to_json(self) -> str:
