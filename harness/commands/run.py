@@ -59,11 +59,10 @@ def run(args: argparse.Namespace) -> int:
     from harness.engine.runner import check_finished_runs, register_plan
     from harness.engine.staleness import format_plan
     from harness.executors import build_executor
+    from harness.plugins import load_includes
     from harness.protocols.build import make_plan
     from harness.protocols.spec import RunContext
     from harness.results.collect import protocol_table
-
-    from harness.plugins import load_includes
 
     load_includes(args.includes)
     includes = tuple(str(Path(path).resolve()) for path in args.includes)

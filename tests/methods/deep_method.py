@@ -131,7 +131,8 @@ class DeepVisionLanguagePrompts(Method):
 
     def learned_state(self) -> dict[str, torch.Tensor]:
         """Both prompt sets, the average and how many epochs it holds."""
-        return {"text_prompts": self.text_prompts.detach().clone(), "image_prompts": self.image_prompts.detach().clone(),
+        return {"text_prompts": self.text_prompts.detach().clone(),
+                "image_prompts": self.image_prompts.detach().clone(),
                 "average": self.average.clone(), "epochs_averaged": torch.tensor(self.epochs_averaged)}
 
     def load_learned_state(self, state: Mapping[str, torch.Tensor]) -> None:
