@@ -52,8 +52,9 @@ def prepare_official(checkout: Path, workdir: Path) -> Path:
 
 def git_commit(checkout: Path) -> str:
     try:
-        return subprocess.run(["git", "-C", str(checkout), "rev-parse", "HEAD"], capture_output=True, text=True,
-                              check=True).stdout.strip()
+        return subprocess.run(
+            ["git", "-C", str(checkout), "rev-parse", "HEAD"], capture_output=True, text=True, check=True
+        ).stdout.strip()
     except Exception:  # an archive without .git: the caller records the commit by hand
         return "unknown (not a git checkout)"
 
@@ -62,12 +63,29 @@ def opts_for(subset: str, epochs: int) -> list[str]:
     """The official base2new_train.sh opts, then the golden overrides (see README)."""
     return [
         # scripts/base2new_train.sh (NUM_SHOTS 16 there; 4 here, the tiny split has 8 per class)
-        "TRAINER.COOP.N_CTX", "4", "TRAINER.COOP.CSC", "False", "TRAINER.COOP.W", str(W),
-        "TRAINER.COOP.CLASS_TOKEN_POSITION", "end", "DATASET.NUM_SHOTS", "4",
-        "DATASET.SUBSAMPLE_CLASSES", subset,
+        "TRAINER.COOP.N_CTX",
+        "4",
+        "TRAINER.COOP.CSC",
+        "False",
+        "TRAINER.COOP.W",
+        str(W),
+        "TRAINER.COOP.CLASS_TOKEN_POSITION",
+        "end",
+        "DATASET.NUM_SHOTS",
+        "4",
+        "DATASET.SUBSAMPLE_CLASSES",
+        subset,
         # golden overrides: CPU fp32, 32 px, no random augmentation, no workers, a short schedule
-        "TRAINER.COOP.PREC", "fp32", "INPUT.SIZE", "(32, 32)", "INPUT.TRANSFORMS", "['normalize']",
-        "DATALOADER.NUM_WORKERS", "0", "OPTIM.MAX_EPOCH", str(epochs),
+        "TRAINER.COOP.PREC",
+        "fp32",
+        "INPUT.SIZE",
+        "(32, 32)",
+        "INPUT.TRANSFORMS",
+        "['normalize']",
+        "DATALOADER.NUM_WORKERS",
+        "0",
+        "OPTIM.MAX_EPOCH",
+        str(epochs),
     ]
 
 
@@ -96,9 +114,19 @@ class Official:
 
     def cfg(self, subset: str, output_dir: Path):
         args = Namespace(
-            root=str(self.data_root), output_dir=str(output_dir), resume="", seed=SEED, source_domains=None,
-            target_domains=None, transforms=None, trainer="KgCoOp", backbone=str(GOLDEN_CLIP), head="",
-            dataset_config_file=DATASET_CONFIG, config_file=CONFIG_FILE, opts=opts_for(subset, self.epochs),
+            root=str(self.data_root),
+            output_dir=str(output_dir),
+            resume="",
+            seed=SEED,
+            source_domains=None,
+            target_domains=None,
+            transforms=None,
+            trainer="KgCoOp",
+            backbone=str(GOLDEN_CLIP),
+            head="",
+            dataset_config_file=DATASET_CONFIG,
+            config_file=CONFIG_FILE,
+            opts=opts_for(subset, self.epochs),
         )
         return self.train_mod.setup_cfg(args)
 
@@ -158,9 +186,13 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=4)
     parser.add_argument("--workdir", type=Path, default=None)
     parser.add_argument("--commit", default=None, help="the checkout's commit, when it is not a git checkout")
-    parser.add_argument("--order-seed", type=int, default=None,
-                        help="re-seed torch just before train() (changes only the sampler's order within the one "
-                             "batch); used to check that the run does not depend on the random stream")
+    parser.add_argument(
+        "--order-seed",
+        type=int,
+        default=None,
+        help="re-seed torch just before train() (changes only the sampler's order within the one "
+        "batch); used to check that the run does not depend on the random stream",
+    )
     args = parser.parse_args()
 
     checkout = args.checkout.resolve()
@@ -201,6 +233,16 @@ def main() -> None:
     model.register_forward_hook(hook)
     original_parse = trainer.parse_batch_train
     original_fb = trainer.forward_backward
+    ctx = model.prompt_learner.ctx
+    optim = trainer.optim
+    original_step = optim.step
+
+    def step(*a, **k):  # reads the gradient the official update applies (Dassl model_update)
+        captured["grad"] = ctx.grad.detach().clone()
+        captured["ctx_before_step"] = ctx.detach().clone()
+        return original_step(*a, **k)
+
+    optim.step = step
 
     def parse_batch_train(batch):
         captured["impaths"] = [off.relpath(p) for p in batch["impath"]]
@@ -213,13 +255,28 @@ def main() -> None:
         summary = original_fb(batch)
         logits, score = captured["logits"], captured["score"]
         ce = F.cross_entropy(logits, torch.tensor(captured["labels"])).item()
-        steps.append({
-            "epoch": trainer.epoch + 1, "batch": trainer.batch_idx + 1, "lr": lr,
-            "loss": summary["loss"], "acc": summary["acc"],
-            "ce": ce, "kg_score": score.item(), "w": W,
-            "batch_impaths": captured["impaths"], "batch_labels": captured["labels"],
+        record = {
+            "epoch": trainer.epoch + 1,
+            "batch": trainer.batch_idx + 1,
+            "lr": lr,
+            "loss": summary["loss"],
+            "acc": summary["acc"],
+            "ce": ce,
+            "kg_score": score.item(),
+            "w": W,
+            "grad_norm": float(captured["grad"].norm()),
+            "batch_impaths": captured["impaths"],
+            "batch_labels": captured["labels"],
             "lr_after_step": trainer.get_current_lr(),
-        })
+        }
+        if not steps:
+            record["first_step_tensors"] = {
+                "logits": logits.tolist(),
+                "ctx_before": captured["ctx_before_step"].tolist(),
+                "grad": captured["grad"].tolist(),
+                "ctx_after": ctx.detach().tolist(),
+            }
+        steps.append(record)
         return summary
 
     trainer.parse_batch_train = parse_batch_train
@@ -243,25 +300,43 @@ def main() -> None:
         dest.mkdir(parents=True)
         shutil.copy2(run_dir / "prompt_learner" / f"model.pth.tar-{epoch}", dest / f"model.pth.tar-{epoch}")
         shutil.copy2(run_dir / "prompt_learner" / "checkpoint", dest / "checkpoint")
-    (out / "official_config.yaml").write_text(config_dump, encoding="utf-8")
+    # the scratch folder's path is replaced, so that regenerations give the same file
+    (out / "official_config.yaml").write_text(config_dump.replace(str(workdir), "<workdir>"), encoding="utf-8")
     first = steps[0]
     result = {
         "method": "KgCoOp",
-        "official": {"repo": OFFICIAL_REPO, "commit": commit, "trainer": "KgCoOp/trainers/kgcoop.py",
-                     "config_file": CONFIG_FILE, "patch": "official.patch"},
-        "setting": {"seed": SEED, "dataset": "DescribableTextures (tests/golden/common.py write_tiny_dtd)",
-                    "opts": opts_for("base", args.epochs), "epochs": args.epochs, "w": W,
-                    "precision": "fp32 (TRAINER.COOP.PREC fp32; hand-crafted features fp32 by patch)"},
-        "checkpoints": {"init": {"path": "init/prompt_learner/model.pth.tar-0"},
-                        "trained": {"path": f"trained/prompt_learner/model.pth.tar-{args.epochs}"}},
+        "official": {
+            "repo": OFFICIAL_REPO,
+            "commit": commit,
+            "trainer": "KgCoOp/trainers/kgcoop.py",
+            "config_file": CONFIG_FILE,
+            "patch": "official.patch",
+        },
+        "setting": {
+            "seed": SEED,
+            "dataset": "DescribableTextures (tests/golden/common.py write_tiny_dtd)",
+            "opts": opts_for("base", args.epochs),
+            "epochs": args.epochs,
+            "w": W,
+            "precision": "fp32 (TRAINER.COOP.PREC fp32; hand-crafted features fp32 by patch)",
+        },
+        "checkpoints": {
+            "init": {"path": "init/prompt_learner/model.pth.tar-0"},
+            "trained": {"path": f"trained/prompt_learner/model.pth.tar-{args.epochs}"},
+        },
         "train": {
             "classnames": train_classnames,
             "train_split": [{"impath": p, "label": y} for p, y in train_items],
             "steps": steps,
             "epoch_losses": [s["loss"] for s in steps],
             "epoch_lrs": [s["lr"] for s in steps],
-            "first_step_terms": {"ce": first["ce"], "kg_score": first["kg_score"], "w": W,
-                                 "w_times_kg_score": W * first["kg_score"], "total_loss": first["loss"]},
+            "first_step_terms": {
+                "ce": first["ce"],
+                "kg_score": first["kg_score"],
+                "w": W,
+                "w_times_kg_score": W * first["kg_score"],
+                "total_loss": first["loss"],
+            },
         },
         "eval": evals,
     }

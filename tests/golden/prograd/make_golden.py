@@ -54,8 +54,9 @@ def prepare_official(checkout: Path, workdir: Path) -> Path:
 
 def git_commit(checkout: Path) -> str:
     try:
-        return subprocess.run(["git", "-C", str(checkout), "rev-parse", "HEAD"], capture_output=True, text=True,
-                              check=True).stdout.strip()
+        return subprocess.run(
+            ["git", "-C", str(checkout), "rev-parse", "HEAD"], capture_output=True, text=True, check=True
+        ).stdout.strip()
     except Exception:  # an archive without .git: the caller records the commit by hand
         return "unknown (not a git checkout)"
 
@@ -64,12 +65,29 @@ def opts_for(subset: str, epochs: int) -> list[str]:
     """The official base2new_train_prograd.sh opts, then the golden overrides (see README)."""
     return [
         # scripts/base2new_train_prograd.sh
-        "LOSS.LAMBDA", str(LAMBDA), "TRAINER.COOP.N_CTX", "16", "TRAINER.COOP.CSC", "False",
-        "TRAINER.COOP.CLASS_TOKEN_POSITION", "end", "DATASET.NUM_SHOTS", "4",
-        "DATASET.SUBSAMPLE_CLASSES", subset,
+        "LOSS.LAMBDA",
+        str(LAMBDA),
+        "TRAINER.COOP.N_CTX",
+        "16",
+        "TRAINER.COOP.CSC",
+        "False",
+        "TRAINER.COOP.CLASS_TOKEN_POSITION",
+        "end",
+        "DATASET.NUM_SHOTS",
+        "4",
+        "DATASET.SUBSAMPLE_CLASSES",
+        subset,
         # golden overrides: CPU fp32, 32 px, no random augmentation, no workers, a short schedule
-        "TRAINER.COOP.PREC", "fp32", "INPUT.SIZE", "(32, 32)", "INPUT.TRANSFORMS", "['normalize']",
-        "DATALOADER.NUM_WORKERS", "0", "OPTIM.MAX_EPOCH", str(epochs),
+        "TRAINER.COOP.PREC",
+        "fp32",
+        "INPUT.SIZE",
+        "(32, 32)",
+        "INPUT.TRANSFORMS",
+        "['normalize']",
+        "DATALOADER.NUM_WORKERS",
+        "0",
+        "OPTIM.MAX_EPOCH",
+        str(epochs),
     ]
 
 
@@ -98,9 +116,19 @@ class Official:
 
     def cfg(self, subset: str, output_dir: Path):
         args = Namespace(
-            root=str(self.data_root), output_dir=str(output_dir), resume="", seed=SEED, source_domains=None,
-            target_domains=None, transforms=None, trainer="ProGrad", backbone=str(GOLDEN_CLIP), head="",
-            dataset_config_file=DATASET_CONFIG, config_file=CONFIG_FILE, opts=opts_for(subset, self.epochs),
+            root=str(self.data_root),
+            output_dir=str(output_dir),
+            resume="",
+            seed=SEED,
+            source_domains=None,
+            target_domains=None,
+            transforms=None,
+            trainer="ProGrad",
+            backbone=str(GOLDEN_CLIP),
+            head="",
+            dataset_config_file=DATASET_CONFIG,
+            config_file=CONFIG_FILE,
+            opts=opts_for(subset, self.epochs),
         )
         return self.train_mod.setup_cfg(args)
 
@@ -161,9 +189,13 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=4)
     parser.add_argument("--workdir", type=Path, default=None)
     parser.add_argument("--commit", default=None, help="the checkout's commit, when it is not a git checkout")
-    parser.add_argument("--order-seed", type=int, default=None,
-                        help="re-seed torch just before train() (changes only the sampler's order within the one "
-                             "batch); used to check that the run does not depend on the random stream")
+    parser.add_argument(
+        "--order-seed",
+        type=int,
+        default=None,
+        help="re-seed torch just before train() (changes only the sampler's order within the one "
+        "batch); used to check that the run does not depend on the random stream",
+    )
     args = parser.parse_args()
 
     checkout = args.checkout.resolve()
@@ -181,7 +213,6 @@ def main() -> None:
         shutil.rmtree(runs)
     off = Official(official_dir, data_root, runs, args.epochs)
     torch = off.torch
-    import torch.nn.functional as F
 
     # 1. init: the learnable state right after the official model is built with seed 1 (base classes)
     init_run = runs / "init"
@@ -250,14 +281,22 @@ def main() -> None:
 
         def cos_of(a, b):
             return float((a.flatten() @ b.flatten()) / (a.norm() * b.norm()))
+
         step_record = {
-            "epoch": trainer.epoch + 1, "batch": trainer.batch_idx + 1, "lr": lr,
-            "xe_loss": summary["xe_loss"], "kl_loss": summary["kl_loss"], "acc": summary["acc"],
-            "kd_grad_norm": float(kd_grad.norm()), "ce_grad_norm": float(ce_grad.norm()),
+            "epoch": trainer.epoch + 1,
+            "batch": trainer.batch_idx + 1,
+            "lr": lr,
+            "xe_loss": summary["xe_loss"],
+            "kl_loss": summary["kl_loss"],
+            "acc": summary["acc"],
+            "kd_grad_norm": float(kd_grad.norm()),
+            "ce_grad_norm": float(ce_grad.norm()),
             "applied_grad_norm": float(applied.norm()),
-            "cos_ce_kd": cos_of(ce_grad, kd_grad), "projected": not torch.equal(applied, ce_grad),
+            "cos_ce_kd": cos_of(ce_grad, kd_grad),
+            "projected": not torch.equal(applied, ce_grad),
             "cos_applied_kd": cos_of(applied, kd_grad),
-            "batch_impaths": captured["impaths"], "batch_labels": captured["labels"],
+            "batch_impaths": captured["impaths"],
+            "batch_labels": captured["labels"],
             "lr_after_step": trainer.get_current_lr(),
         }
         if not steps:
@@ -294,18 +333,31 @@ def main() -> None:
         dest.mkdir(parents=True)
         shutil.copy2(run_dir / "prompt_learner" / f"model.pth.tar-{epoch}", dest / f"model.pth.tar-{epoch}")
         shutil.copy2(run_dir / "prompt_learner" / "checkpoint", dest / "checkpoint")
-    (out / "official_config.yaml").write_text(config_dump, encoding="utf-8")
+    # the scratch folder's path is replaced, so that regenerations give the same file
+    (out / "official_config.yaml").write_text(config_dump.replace(str(workdir), "<workdir>"), encoding="utf-8")
     first = steps[0]
     result = {
         "method": "ProGrad",
-        "official": {"repo": OFFICIAL_REPO, "commit": commit, "trainer": "ProGrad.public/trainers/prograd.py",
-                     "gradient_rule": "Dassl.ProGrad.pytorch/dassl/engine/trainer.py prograd_backward_and_update",
-                     "config_file": CONFIG_FILE, "patch": "official.patch"},
-        "setting": {"seed": SEED, "dataset": "DescribableTextures (tests/golden/common.py write_tiny_dtd)",
-                    "opts": opts_for("base", args.epochs), "epochs": args.epochs, "lambda": LAMBDA,
-                    "precision": "fp32 (TRAINER.COOP.PREC fp32; the official teacher is fp32 anyway)"},
-        "checkpoints": {"init": {"path": "init/prompt_learner/model.pth.tar-0"},
-                        "trained": {"path": f"trained/prompt_learner/model.pth.tar-{args.epochs}"}},
+        "official": {
+            "repo": OFFICIAL_REPO,
+            "commit": commit,
+            "trainer": "ProGrad.public/trainers/prograd.py",
+            "gradient_rule": "Dassl.ProGrad.pytorch/dassl/engine/trainer.py prograd_backward_and_update",
+            "config_file": CONFIG_FILE,
+            "patch": "official.patch",
+        },
+        "setting": {
+            "seed": SEED,
+            "dataset": "DescribableTextures (tests/golden/common.py write_tiny_dtd)",
+            "opts": opts_for("base", args.epochs),
+            "epochs": args.epochs,
+            "lambda": LAMBDA,
+            "precision": "fp32 (TRAINER.COOP.PREC fp32; the official teacher is fp32 anyway)",
+        },
+        "checkpoints": {
+            "init": {"path": "init/prompt_learner/model.pth.tar-0"},
+            "trained": {"path": f"trained/prompt_learner/model.pth.tar-{args.epochs}"},
+        },
         "train": {
             "classnames": train_classnames,
             "train_split": [{"impath": p, "label": y} for p, y in train_items],
@@ -313,9 +365,14 @@ def main() -> None:
             "epoch_xe_losses": [s["xe_loss"] for s in steps],
             "epoch_kl_losses": [s["kl_loss"] for s in steps],
             "epoch_lrs": [s["lr"] for s in steps],
-            "first_step_terms": {"xe_loss": first["xe_loss"], "kl_loss": first["kl_loss"], "lambda": LAMBDA,
-                                 "cos_ce_kd": first["cos_ce_kd"], "projected": first["projected"],
-                                 "cos_applied_kd": first["cos_applied_kd"]},
+            "first_step_terms": {
+                "xe_loss": first["xe_loss"],
+                "kl_loss": first["kl_loss"],
+                "lambda": LAMBDA,
+                "cos_ce_kd": first["cos_ce_kd"],
+                "projected": first["projected"],
+                "cos_applied_kd": first["cos_applied_kd"],
+            },
         },
         "eval": evals,
     }
