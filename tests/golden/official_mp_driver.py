@@ -186,12 +186,40 @@ def _worker(job: dict) -> None:
         return summary
 
     trainer.forward_backward = recording_forward_backward
+    epoch_states: list[dict] = []
+    if hasattr(trainer, "state_dict_weighting"):  # PromptSRC's GPA: record what the official code weights, read-only
+        weighting = trainer.state_dict_weighting
+        learnable = set(trainable(trainer))
+
+        def recording_weighting(main_dict, weightage, prompt_only=False):
+            epoch_states.append({"weight": float(weightage),
+                                 "state": {k: v.detach().clone() for k, v in main_dict.items() if k in learnable}})
+            return weighting(main_dict, weightage, prompt_only)
+
+        trainer.state_dict_weighting = recording_weighting
+        record["gpa_weights"] = [float(w) for w in trainer.gauss]
+        fixed = trainer.model.prompt_learner.fixed_embeddings
+        record["teacher_text_features_base"] = fixed.float().tolist()  # unnormalised template-mean, base classes
     trainer.train()
     max_epoch = cfg.OPTIM.MAX_EPOCH
     record["train_steps"] = steps
     record["max_epoch"] = max_epoch
-    shrink(tmp / "out_train" / name / f"model.pth.tar-{max_epoch}",
-           out_dir / "trained" / name / f"model.pth.tar-{max_epoch}")
+    full_trained = tmp / "out_train" / name / f"model.pth.tar-{max_epoch}"
+    shrink(full_trained, out_dir / "trained" / name / f"model.pth.tar-{max_epoch}")
+    # Entries left out of the golden checkpoints: how far the official run moved them (PromptSRC's GPA averages the
+    # whole state_dict, frozen weights included, so they come back as sum_e w_e * W, not bit-exactly W).
+    state_init = torch.load(tmp / "init_full" / name / "model.pth.tar-0", map_location="cpu",
+                            weights_only=False)["state_dict"]
+    state_trained = torch.load(full_trained, map_location="cpu", weights_only=False)["state_dict"]
+    record["left_out_entries_max_abs_change_init_to_trained"] = max(
+        float((state_trained[k].float() - state_init[k].float()).abs().max())
+        for k in state_init if not keep_key(job["method"], k))
+    if epoch_states:
+        record["gpa_epoch_weights_used"] = [e["weight"] for e in epoch_states]
+        torch.save({"note": "learnable state at the end of each epoch (0-based index), before GPA, as passed to "
+                            "the official state_dict_weighting; weights in logits.json gpa_epoch_weights_used",
+                    "states": [e["state"] for e in epoch_states]},
+                   out_dir / "trained" / "epoch_states.pt")
     del trainer
 
     # 3. Logits of both checkpoints on the test split of base, new and all classes (official eval-only path:
@@ -216,6 +244,19 @@ def _worker(job: dict) -> None:
                 "accuracy": float((logits.argmax(1) == torch.tensor(labels)).float().mean() * 100),
             }
             del trainer
+    # The same trained model evaluated from the official (unshrunk) checkpoint, base classes.
+    cfg, trainer = build("base", tmp / "out_eval_full")
+    full_ckpt = torch.load(full_trained, map_location="cpu", weights_only=False)
+    full_ckpt["optimizer"] = full_ckpt["scheduler"] = None  # Dassl's load_checkpoint (weights_only) refuses the
+    (tmp / "full_eval" / name).mkdir(parents=True)        # pickled scheduler object; the state_dict is complete
+    torch.save(full_ckpt, tmp / "full_eval" / name / f"model.pth.tar-{max_epoch}")
+    trainer.load_model(str(tmp / "full_eval"), epoch=max_epoch)
+    trainer.set_model_mode("eval")
+    with torch.no_grad():
+        full = torch.cat([trainer.model_inference(trainer.parse_batch_test(b)[0]).float() for b in trainer.test_loader])
+    record["trained_base_max_abs_logit_diff_full_vs_golden_checkpoint"] = float(
+        (full - torch.tensor(record["logits"]["trained/base"]["logits"])).abs().max())
+    del trainer
     (out_dir / "logits.json").write_text(json.dumps(record, indent=1) + "\n", encoding="utf-8")
 
 
