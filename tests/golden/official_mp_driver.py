@@ -160,7 +160,7 @@ def _worker(job: dict) -> None:
 
     # 1. The init state: the official model right after building with seed 1, saved by Dassl's save_model.
     cfg, trainer = build("base", tmp / "out_init")
-    record["config"] = {k: str(v) for k, v in _flatten(cfg).items()
+    record["config"] = {k: str(v).replace(job["data_root"], "<data_root>") for k, v in _flatten(cfg).items()
                         if k.split(".")[0] in ("OPTIM", "TRAINER", "INPUT", "DATALOADER", "DATASET", "SEED")
                         and (not k.startswith("TRAINER.") or k.split(".")[1] in (spec["trainer"].upper(), "NAME"))}
     record["trainable_parameters"] = {n: list(p.shape) for n, p in trainer.model.named_parameters()
@@ -291,6 +291,11 @@ def compare(a: Path, b: Path) -> dict:
         sb = torch.load(Path(b) / ckpt.relative_to(a), map_location="cpu", weights_only=False)["state_dict"]
         assert sa.keys() == sb.keys(), ckpt
         out[str(ckpt.relative_to(a))] = max(float((sa[k].float() - sb[k].float()).abs().max()) for k in sa)
+    states = Path(a) / "trained" / "epoch_states.pt"
+    if states.exists():
+        ea = torch.load(states, map_location="cpu", weights_only=False)["states"]
+        eb = torch.load(Path(b) / "trained" / "epoch_states.pt", map_location="cpu", weights_only=False)["states"]
+        out["trained/epoch_states.pt"] = max(float((x[k] - y[k]).abs().max()) for x, y in zip(ea, eb) for k in x)
     return out
 
 
