@@ -154,7 +154,7 @@ def worker(variant: str, repo: Path, data_root: Path, out: Path, init_root: Path
     total = SHOTS * N_ITERS
     assert len(calls) == 1 + total + 1, len(calls)  # zero-shot, each iteration, final test evaluation
     zs, train, final = calls[0], calls[1:1 + total], calls[-1]
-    trained = torch.load(next(trained_root.rglob("lora_weights.pt")))
+    assert len(torch.load(next(trained_root.rglob("lora_weights.pt")))["weights"]) == 8  # official save_lora ran
     result = {
         "zero_shot_test_logits": zs[0], "test_labels": zs[1],
         "train_logits": torch.stack([c[0] for c in train]), "train_labels": train[0][1],

@@ -152,7 +152,8 @@ def main(coop: Path, dassl: Path, out: Path) -> None:
                                "n_iter": final["n_iter"], "test_logits": final["decision"].tolist(),
                                "test_acc": steps[-1]["test_acc"]}})
     result = {
-        "official": {"repo": "https://github.com/KaiyangZhou/CoOp", "commit": "ff61507c790454bce7c5052c3ac39e60772f1f89",
+        "official": {"repo": "https://github.com/KaiyangZhou/CoOp",
+                     "commit": "ff61507c790454bce7c5052c3ac39e60772f1f89",
                      "dassl_commit": "c61a1b570ac6333bd50fb5ae06aea59002fb20bb"},
         "versions": {"sklearn": sklearn.__version__, "numpy": np.__version__},
         "dataset": "DescribableTextures (tests.golden.common.write_tiny_dtd, seed 0)",

@@ -35,6 +35,7 @@ def worker(repo: Path, data_root: Path, out: Path) -> None:
     sys.path.insert(0, str(repo))
     os.chdir(repo)
     import main as M  # noqa: E402  (official)
+
     from methods import linear_probe_p2 as P  # noqa: E402  (official)
 
     tasks: list[dict] = []
@@ -91,12 +92,18 @@ def worker(repo: Path, data_root: Path, out: Path) -> None:
         return v
 
     P.nn, P.F, P.Variable = NNProxy(), FProxy(), variable
-    for fname in ("calculate_lr_w", "calculate_init_alpha", "calculate_lr_alpha"):
-        def wrapped(*a, _f=getattr(P, fname), _n=fname, **k):
-            value = _f(*a, **k)
-            tasks[-1][_n] = float(value)
+    def recording(fname):
+        original = getattr(P, fname)
+
+        def wrapped(*a, **k):
+            value = original(*a, **k)
+            tasks[-1][fname] = float(value)
             return value
-        setattr(P, fname, wrapped)
+
+        return wrapped
+
+    for fname in ("calculate_lr_w", "calculate_init_alpha", "calculate_lr_alpha"):
+        setattr(P, fname, recording(fname))
     sys.argv = ["main.py", "--base_config", "configs/base.yaml", "--dataset_config", "configs/dtd.yaml", "--opts",
                 "root_path", str(data_root), "shots", str(SHOTS), "tasks", str(TASKS), "finetune", "False",
                 "output_dir", str(out / "_results")]
