@@ -22,6 +22,8 @@ import yaml
 from harness.errors import ConfigError
 
 PRECISIONS = ("auto", "fp32", "bf16", "fp16", "amp")
+# Model selection (--selection): the last epoch, the few-shot validation split, or fixed hyperparameters.
+SELECTIONS = ("last", "val", "none")
 C = TypeVar("C", bound="MethodConfig")
 
 
@@ -59,6 +61,9 @@ class MethodConfig:
     precision: str = option("auto", "auto (fp32 on CPU, amp on CUDA), fp32, bf16, fp16 (official pure fp16) or amp")
     train_crop_scale: tuple[float, float] = option(
         (0.08, 1.0), "area range of the train-time RandomResizedCrop (Dassl INPUT.RRCROP_SCALE)")
+    selection: str = option(
+        "last", "model selection: last (the last epoch / published fixed values), val (choose on the few-shot "
+        "validation split), none (validation-free fixed hyperparameters); never the test split")
     test_batch_size: int = option(100, "evaluation batch size (DATALOADER.TEST.BATCH_SIZE)", speed=True)
     num_workers: int = option(0, "DataLoader worker processes (official: 8)", speed=True)
 
@@ -89,6 +94,8 @@ class MethodConfig:
 
         Subclasses extend it (calling ``super().validate``) for their own keys.
         """
+        if self.selection not in SELECTIONS:
+            raise ConfigError(f"{source}: selection={self.selection!r}; allowed: {', '.join(SELECTIONS)}")
         if self.precision not in PRECISIONS:
             raise ConfigError(f"{source}: precision={self.precision!r}; allowed: {', '.join(PRECISIONS)}")
         for key in ("max_epoch", "batch_size", "test_batch_size"):

@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 from harness.commands import add_include_argument
-from harness.config import parse_set_options
+from harness.config import SELECTIONS, parse_set_options
 
 DEFAULT_SEEDS = "1,2,3"
 DEFAULT_OUT = "runs"
@@ -49,6 +49,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
                         help="override a method config key (repeatable)")
     parser.add_argument("--force", action="store_true", help="redo finished runs")
+    parser.add_argument("--selection", choices=SELECTIONS, default=None,
+                        help="model selection: last, val (few-shot validation split) or none (fixed values); "
+                             "the default is the preset's (same as --set selection=...)")
     add_include_argument(parser)
     parser.add_argument("--dry-run", action="store_true", help="print the plan and exit")
     parser.set_defaults(func=run)
@@ -66,7 +69,10 @@ def run(args: argparse.Namespace) -> int:
 
     load_includes(args.includes)
     includes = tuple(str(Path(path).resolve()) for path in args.includes)
-    overrides = tuple(sorted(parse_set_options(args.sets).items()))
+    sets = parse_set_options(args.sets)
+    if args.selection is not None:
+        sets["selection"] = args.selection
+    overrides = tuple(sorted(sets.items()))
     data_root = str(args.data_root.resolve()) if args.data_root is not None else None
     context = RunContext(args.model, args.pretrained, data_root, args.device, args.precision, overrides, includes)
     specs = make_plan(args.protocol, args.method, datasets=args.datasets, seeds=args.seeds, shots=args.shots,

@@ -15,7 +15,7 @@ from typing import Any
 
 from harness.commands import add_include_argument
 from harness.commands.eval import add_backbone_arguments
-from harness.config import parse_set_options
+from harness.config import SELECTIONS, parse_set_options
 
 DEFAULT_OUT = Path("runs") / "train"
 
@@ -43,6 +43,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                         help="start from these weights (ours or the method's official checkpoint) instead of a fresh "
                              "initialisation; the optimiser and schedule start at epoch 1")
     parser.add_argument("--no-test", action="store_true", help="do not evaluate the test split after training")
+    parser.add_argument("--selection", choices=SELECTIONS, default=None,
+                        help="model selection: last, val (few-shot validation split) or none (fixed values); "
+                             "the default is the preset's (same as --set selection=...)")
     add_include_argument(parser)
     parser.set_defaults(func=run)
 
@@ -81,7 +84,10 @@ def run(args: argparse.Namespace) -> int:
 
     load_includes(args.includes)
     name = args.preset or args.method
-    config = resolve_method_config(name, precision=args.precision, overrides=parse_set_options(args.sets),
+    sets = parse_set_options(args.sets)
+    if args.selection is not None:
+        sets["selection"] = args.selection
+    config = resolve_method_config(name, precision=args.precision, overrides=sets,
                                    shots=args.shots, dataset=args.dataset)
     require_trainable(config)
     task = load_task(args.dataset, args.data_root, shots=args.shots, seed=args.seed, subsample=args.subsample)

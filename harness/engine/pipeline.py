@@ -113,7 +113,7 @@ def evaluate_to_records(method: Any, backbone: Any, task: Any, config: MethodCon
         shots=context.shots, seed=context.seed, protocol=context.protocol, run_key=context.run_key,
         train_dataset=context.train_dataset,
     )
-    extra = {"preset": context.preset, "precision": backbone.precision}
+    extra = {"preset": context.preset, "precision": backbone.precision, "selection": config.selection}
     records = make_records(info, result.metrics(), n_images=result.n_images,
                            duration_s=time.monotonic() - start, extra=extra)
     return result, records
