@@ -61,6 +61,7 @@ class MethodConfig:
     precision: str = option("auto", "auto (fp32 on CPU, amp on CUDA), fp32, bf16, fp16 (official pure fp16) or amp")
     train_crop_scale: tuple[float, float] = option(
         (0.08, 1.0), "area range of the train-time RandomResizedCrop (Dassl INPUT.RRCROP_SCALE)")
+    train_flip: bool = option(True, "random horizontal flip in the train transform (Dassl random_flip)")
     selection: str = option(
         "last", "model selection: last (the last epoch / published fixed values), val (choose on the few-shot "
         "validation split), none (validation-free fixed hyperparameters); never the test split")

@@ -33,7 +33,8 @@ INTERPOLATIONS = {
 }
 
 
-def geometric_steps(preprocessing: Preprocessing, train: bool, crop_scale: tuple[float, float]) -> list[Any]:
+def geometric_steps(preprocessing: Preprocessing, train: bool, crop_scale: tuple[float, float],
+                    flip: bool = True) -> list[Any]:
     """The PIL steps of the train or test transform (crop and flip, or resize and centre crop)."""
     if preprocessing.interpolation not in INTERPOLATIONS:
         raise ConfigError(
@@ -42,7 +43,8 @@ def geometric_steps(preprocessing: Preprocessing, train: bool, crop_scale: tuple
     mode = INTERPOLATIONS[preprocessing.interpolation]
     size = preprocessing.image_size
     if train:
-        return [T.RandomResizedCrop(size, scale=crop_scale, interpolation=mode), T.RandomHorizontalFlip(p=0.5)]
+        crop = T.RandomResizedCrop(size, scale=crop_scale, interpolation=mode)
+        return [crop, T.RandomHorizontalFlip(p=0.5)] if flip else [crop]
     # An int resizes the shorter side, keeping the aspect ratio.
     return [T.Resize(size, interpolation=mode), T.CenterCrop(size)]
 
@@ -108,7 +110,10 @@ class PixelPipeline:
 
 
 def build_pipeline(preprocessing: Preprocessing, train: bool,
-                   crop_scale: tuple[float, float] = MethodConfig.train_crop_scale) -> PixelPipeline:
-    """``build_transform`` split into per-image PIL steps and a batched normalisation (same pixels, exactly)."""
-    steps = geometric_steps(preprocessing, train, crop_scale)
+                   crop_scale: tuple[float, float] = MethodConfig.train_crop_scale, flip: bool = True) -> PixelPipeline:
+    """``build_transform`` split into per-image PIL steps and a batched normalisation (same pixels, exactly).
+
+    ``flip=False`` drops the train transform's random horizontal flip (Dassl without ``random_flip``).
+    """
+    steps = geometric_steps(preprocessing, train, crop_scale, flip)
     return PixelPipeline(T.Compose([*steps, PILToUint8()]), BatchNormalize(preprocessing.mean, preprocessing.std))

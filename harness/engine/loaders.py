@@ -49,7 +49,8 @@ def build_train_loader(task_data: Any, backbone: Backbone, config: MethodConfig,
 
     if not task_data.train:
         raise DataError(f"dataset {task_data.dataset}: the train split is empty")
-    pipeline = build_pipeline(backbone.preprocessing, train=True, crop_scale=config.train_crop_scale)
+    pipeline = build_pipeline(backbone.preprocessing, train=True, crop_scale=config.train_crop_scale,
+                              flip=config.train_flip)
     dataset = ImageDataset(task_data.train, task_data.image_dir, pipeline.per_image)
     loader = DataLoader(
         dataset, batch_size=config.batch_size, sampler=RandomSampler(dataset, generator=generator),
