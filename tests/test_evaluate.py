@@ -41,7 +41,7 @@ def dtd_task(tmp_path_factory):
 
 def test_evaluate_on_dtd(tiny_backbone, dtd_task):
     method = ZeroshotCLIP(tiny_backbone, config_for("zeroshot"))
-    method.set_classes(dtd_task.classnames, dtd_task.template)
+    method.set_classes(dtd_task.classnames, dtd_task.template, dtd_task.dataset)
     result = evaluate(method, tiny_backbone, dtd_task, batch_size=5)  # several batches, a ragged last one
     n = len(dtd_task.test)
     assert result.n_images == n == 12
@@ -51,7 +51,7 @@ def test_evaluate_on_dtd(tiny_backbone, dtd_task):
     assert result.preds == result.logits.argmax(1).tolist()
     assert result.accuracy == pytest.approx(100 * sum(p == t for p, t in zip(result.preds, result.labels)) / n)
     assert result.macro_f1 == pytest.approx(macro_f1(result.labels, result.preds))
-    assert method.dataset == "dtd"  # evaluate() tells the method which dataset it is evaluated on
+    assert method.dataset == "dtd"  # set_classes tells the method which dataset it is evaluated on
 
     # The first image by hand: the backbone's test transform, its encoder, the method.
     transform = build_transform(tiny_backbone.preprocessing, train=False)

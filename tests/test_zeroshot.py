@@ -46,8 +46,7 @@ def ensemble_expected(backbone, templates) -> torch.Tensor:
 
 def test_ensemble_appends_the_dataset_template(tiny_backbone):
     method = ZeroshotEnsemble(tiny_backbone, config_for("zeroshot_ensemble"))
-    method.set_classes(CLASSNAMES, TEMPLATE)
-    method.set_dataset("oxford_pets")
+    method.set_classes(CLASSNAMES, TEMPLATE, "oxford_pets")
     assert method.templates() == [*IMAGENET_TEMPLATES_SELECT, TEMPLATE]
     with torch.no_grad():
         method.prepare_eval()
@@ -60,10 +59,9 @@ def test_ensemble_appends_the_dataset_template(tiny_backbone):
 
 def test_ensemble_on_imagenet_uses_only_the_seven_templates(tiny_backbone):
     method = ZeroshotEnsemble(tiny_backbone, config_for("zeroshot_ensemble"))
-    method.set_classes(CLASSNAMES, "a photo of a {}.")
-    method.set_dataset("imagenet")
+    method.set_classes(CLASSNAMES, "a photo of a {}.", "imagenet")
     assert method.templates() == list(IMAGENET_TEMPLATES_SELECT)
-    method.set_dataset("imagenetv2")  # only ImageNet itself drops its template, as officially
+    method.set_classes(CLASSNAMES, "a photo of a {}.", "imagenetv2")  # only ImageNet drops its template
     assert method.templates() == [*IMAGENET_TEMPLATES_SELECT, "a photo of a {}."]
 
 
@@ -72,8 +70,7 @@ def test_ensemble_does_not_grow_across_instances(tiny_backbone):
     first = ZeroshotEnsemble(tiny_backbone, config_for("zeroshot"))
     second = ZeroshotEnsemble(tiny_backbone, config_for("zeroshot"))
     for method in (first, second):
-        method.set_classes(CLASSNAMES, TEMPLATE)
-        method.set_dataset("dtd")
+        method.set_classes(CLASSNAMES, TEMPLATE, "dtd")
     assert len(first.templates()) == len(second.templates()) == 8
     assert len(IMAGENET_TEMPLATES_SELECT) == 7
 
@@ -81,8 +78,7 @@ def test_ensemble_does_not_grow_across_instances(tiny_backbone):
 def test_zeroshot_with_config_templates_is_an_ensemble(tiny_backbone):
     """The ``zeroshot_ensemble`` preset is ``zeroshot`` with the 7 templates in its config."""
     method = ZeroshotCLIP(tiny_backbone, config_for("zeroshot", templates=IMAGENET_TEMPLATES_SELECT))
-    method.set_classes(CLASSNAMES, TEMPLATE)
-    method.set_dataset("dtd")
+    method.set_classes(CLASSNAMES, TEMPLATE, "dtd")
     assert method.templates() == [*IMAGENET_TEMPLATES_SELECT, TEMPLATE]
 
 
