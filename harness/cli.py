@@ -13,6 +13,7 @@ from collections.abc import Sequence
 
 from harness import __version__
 from harness.errors import HarnessError
+from harness.fs_errors import describe_os_error
 
 COMMAND_MODULES = (
     "harness.commands.run",
@@ -46,6 +47,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         result = args.func(args)
     except HarnessError as exc:
         print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:
+        line = describe_os_error(exc)
+        if line is None:  # not about a path the user chose: a real bug, keep the traceback
+            raise
+        print(f"error: {line}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted; finished results are kept", file=sys.stderr)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from harness.commands import argtypes
 from harness.errors import DataError
 
 
@@ -23,13 +24,13 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     fewshot = verbs.add_parser("fewshot", help="write (or reuse) the few-shot index of a dataset, shots and seed")
     fewshot.add_argument("--data-root", type=Path, required=True, help="folder holding the dataset folders")
     fewshot.add_argument("--dataset", required=True)
-    fewshot.add_argument("--shots", type=int, required=True)
-    fewshot.add_argument("--seed", type=int, required=True)
+    fewshot.add_argument("--shots", type=argtypes.positive_int, required=True)
+    fewshot.add_argument("--seed", type=argtypes.seed, required=True)
     fewshot.add_argument(
         "--generate-split", action="store_true",
         help="if the official split file is missing, generate a fresh random one (numbers not comparable)",
     )
-    fewshot.add_argument("--split-seed", type=int, default=1, help="seed of a generated split (default 1)")
+    fewshot.add_argument("--split-seed", type=argtypes.seed, default=1, help="seed of a generated split (default 1)")
     fewshot.add_argument(
         "--from-official", nargs="?", const="", default=None, metavar="PKL",
         help="record the selection of an official split_fewshot/shot_K-seed_S.pkl (read without running code; "

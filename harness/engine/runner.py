@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from harness.errors import HarnessError
+from harness.fs_errors import save_with_space_check
 from harness.protocols.spec import EvalSpec, RunSpec, model_slug
 
 DONE_NAME = "DONE"
@@ -137,12 +138,13 @@ def register_plan(specs: list[RunSpec], out_dir: Path) -> None:
 
 def write_atomic(path: Path, text: str) -> None:
     """Write ``text`` to ``path`` through a temporary file and an atomic rename (never half-written)."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "w", encoding="utf-8") as handle:
-        handle.write(text)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(tmp, path)
+    def write(tmp: Path) -> None:
+        with open(tmp, "w", encoding="utf-8") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+
+    save_with_space_check(write, path.with_name(f".{path.name}.{os.getpid()}.tmp"), path)
 
 
 @contextmanager
@@ -202,12 +204,13 @@ def _publish(folder: Path, records: list[dict[str, Any]]) -> None:
     """Move the records into place, then write ``DONE`` (both atomic renames, in that order)."""
     from harness.results.records import append_records
 
-    tmp = folder / f".{RECORDS_NAME}.{os.getpid()}.tmp"
-    tmp.unlink(missing_ok=True)
-    append_records(tmp, records)
-    with open(tmp, "rb") as handle:
-        os.fsync(handle.fileno())
-    os.replace(tmp, folder / RECORDS_NAME)
+    def write(tmp: Path) -> None:
+        tmp.unlink(missing_ok=True)
+        append_records(tmp, records)
+        with open(tmp, "rb") as handle:
+            os.fsync(handle.fileno())
+
+    save_with_space_check(write, folder / f".{RECORDS_NAME}.{os.getpid()}.tmp", folder / RECORDS_NAME)
     write_atomic(folder / DONE_NAME, f"{len(records)} records\n")
 
 

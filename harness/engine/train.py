@@ -273,7 +273,8 @@ def _train_step(session: _Session, images: torch.Tensor, labels: torch.Tensor, e
     if not bool(torch.isfinite(loss)):
         raise TrainingDiverged(
             f"loss is {loss.item()} at epoch {epoch + 1}/{session.config.max_epoch}, step {step}/{steps}; "
-            "training stopped and no weights or results were written for this run"
+            "training stopped and no weights or results were written for this run. Rerunning gives the same "
+            "loss: lower the learning rate (--set lr=...) or train in fp32 (--precision fp32), then rerun"
         )
     session.optimizer.zero_grad(set_to_none=True)
     if session.scaler is not None:

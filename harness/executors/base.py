@@ -23,6 +23,7 @@ from typing import Any, Protocol, TextIO
 
 from harness.engine.runner import RECORDS_NAME, RunOutcome, count_records, execute_run, is_done, run_dir
 from harness.errors import HarnessError
+from harness.fs_errors import describe_os_error, user_fixable
 from harness.protocols.spec import RunSpec
 
 
@@ -80,6 +81,13 @@ def execute_with_retries(spec: RunSpec, out_dir: Path, *, force: bool, retries: 
         except HarnessError as exc:
             error = f"error: {exc}"
             break
+        except OSError as exc:
+            if user_fixable(exc):  # permissions, read-only, disk full: another attempt fails the same way
+                error = f"error: {describe_os_error(exc)}"
+                break
+            error = traceback.format_exc(limit=4).strip()  # e.g. a transient I/O error: worth another attempt
+            if attempt < retries:
+                print(f"{spec.run_key}: attempt {attempt + 1} failed, retrying", file=sys.stderr)
         except Exception:  # noqa: BLE001 - any crash of one run must not stop the sweep
             error = traceback.format_exc(limit=4).strip()
             if attempt < retries:
