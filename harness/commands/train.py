@@ -89,6 +89,8 @@ def run(args: argparse.Namespace) -> int:
     result = train_method(method, backbone, task, config, run_dir, args.seed, progress=print_epoch,
                           run_info={"preset": name, "dataset": task.dataset, "subsample": args.subsample,
                                     "shots": args.shots, "split_sha256": task.split_sha256})
+    if result.notice:
+        print(result.notice)
     if result.already_done:
         print(f"already trained: {result.weights}")
     elif result.resumed_from_epoch:

@@ -287,6 +287,8 @@ def _train_and_evaluate(spec: RunSpec, out_dir: Path, progress: RunProgress, for
                                   progress=_EpochRelay(spec, progress),
                                   run_info={"dataset": spec.train_dataset, "shots": spec.shots,
                                             "subsample": spec.train_subsample})
+        if result.notice:
+            progress.stage(spec, result.notice)
         if result.already_done:
             progress.stage(spec, "training already finished: reusing its weights")
         elif result.resumed_from_epoch:

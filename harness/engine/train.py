@@ -38,6 +38,7 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader, RandomSampler
 
 from harness.config import MethodConfig
+from harness.engine.integrity import record_checksums, repair_training
 from harness.engine.resume import RESUME_FILE, RunIdentity, capture_rng, load_resume_state, restore_rng
 from harness.engine.resume import save_resume_state as _save_state
 from harness.engine.schedule import learning_rate
@@ -93,6 +94,7 @@ class TrainResult:
     lrs: list[float] = field(default_factory=list)
     duration_s: float = 0.0
     already_done: bool = False
+    notice: str = ""  # what was found damaged and rebuilt ("" normally)
 
 
 def training_precision(config: MethodConfig, backbone: Backbone) -> str:
@@ -180,6 +182,7 @@ def train_method(method: Method, backbone: Backbone, task_data: Any, config: Met
     weights = run_dir / "prompt_learner" / f"model.pth.tar-{config.max_epoch}"
     identity = RunIdentity(method.name, config.digest(), int(seed), list(method.classnames))
     state_path = run_dir / "prompt_learner" / RESUME_FILE
+    notice = repair_training(weights.parent, weights, state_path)  # a damaged finished training is redone
     saved = load_resume_state(state_path, identity)
     if saved is not None and saved["epoch"] >= config.max_epoch and weights.is_file():
         method.load_learned_state(saved["learned"])
@@ -192,7 +195,10 @@ def train_method(method: Method, backbone: Backbone, task_data: Any, config: Met
     save_weights(weights, method, epoch=config.max_epoch, optimizer_state=session.optimizer.state_dict())
     (weights.parent / "checkpoint").write_text(weights.name + "\n", encoding="utf-8")
     _write_config(run_dir, method, config, seed, run_info)
-    return _result(run_dir, weights, config, start_epoch, session.history, started)
+    record_checksums(weights.parent, [weights, state_path])
+    result = _result(run_dir, weights, config, start_epoch, session.history, started)
+    result.notice = notice
+    return result
 
 
 def _start(method: Method, backbone: Backbone, task_data: Any, config: MethodConfig, seed: int,

@@ -21,6 +21,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Protocol, TextIO
 
+from harness.engine.integrity import reopen_damaged_run
 from harness.engine.runner import RECORDS_NAME, RunOutcome, count_records, execute_run, is_done, run_dir
 from harness.errors import HarnessError
 from harness.fs_errors import describe_os_error, user_fixable
@@ -63,7 +64,7 @@ def split_pending(specs: Sequence[RunSpec], out_dir: Path, force: bool) -> tuple
     keys = [spec.run_key for spec in specs]
     if len(set(keys)) != len(keys):
         raise HarnessError("the plan holds the same run key twice")
-    pending = [spec for spec in specs if force or not is_done(spec, out_dir)]
+    pending = [spec for spec in specs if force or not is_done(spec, out_dir) or reopen_damaged_run(spec, out_dir)]
     finished = {spec.run_key: skipped_outcome(spec, out_dir) for spec in specs if spec not in pending}
     return pending, finished
 
