@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from harness import __version__
 from harness.errors import HarnessError
 from harness.fs_errors import describe_os_error
+from harness.notices import format_warnings
 
 COMMAND_MODULES = (
     "harness.commands.run",
@@ -43,6 +44,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI; a ``HarnessError`` is printed as ``error: ...`` with exit status 2."""
     parser = build_parser()
     args = parser.parse_args(argv)
+    format_warnings()
     try:
         result = args.func(args)
     except HarnessError as exc:

@@ -62,7 +62,8 @@ def test_fewshot_writes_once_then_reuses(tmp_path: Path, capsys: pytest.CaptureF
     args = ["data", "fewshot", "--data-root", str(root), "--dataset", "dtd", "--shots", "2", "--seed", "3"]
     assert main(args) == 0
     path = Path(capsys.readouterr().out.strip())
-    assert path == isolated_cache / "fewshot" / "dtd" / "shot_2-seed_3.json"
+    assert path.parent.parent == isolated_cache / "fewshot" / "dtd" and path.name == "shot_2-seed_3.json"
+    assert path.parent.name == "split_" + json.loads(path.read_text())["split_sha256"][:16]
     record = json.loads(path.read_text())
     assert {"train", "val", "split_sha256"} <= set(record)
     assert len(record["train"]) == 8 and len(record["val"]) == 8

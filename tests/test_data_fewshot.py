@@ -73,7 +73,8 @@ def test_dtd_selection_matches_hand_derived_files(tmp_path: Path) -> None:
 def test_index_is_written_with_relative_paths_and_reused(tmp_path: Path, isolated_cache: Path) -> None:
     root = build_dtd_fixture(tmp_path / "data")
     task = prepare_task_data("dtd", root, shots=1, seed=2)
-    assert task.fewshot_index == isolated_cache / "fewshot" / "dtd" / "shot_1-seed_2.json"
+    assert task.fewshot_index == (isolated_cache / "fewshot" / "dtd" / f"split_{task.split_sha256[:16]}" /
+                                  "shot_1-seed_2.json")
     record = json.loads(task.fewshot_index.read_text())
     assert record["split_sha256"] == task.split_sha256 and record["shots"] == 1 and record["seed"] == 2
     assert record["train"] == [d.impath for d in task.train] and len(record["val"]) == 4
@@ -117,7 +118,7 @@ def test_index_write_is_atomic(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) 
     with pytest.raises(RuntimeError):
         prepare_task_data("dtd", root, shots=1, seed=1)
     folder = fewshot_index_path("dtd", 1, 1).parent
-    assert list(folder.iterdir()) == []  # neither the index nor a temporary file
+    assert [p for p in folder.rglob("*") if p.is_file()] == []  # neither the index nor a temporary file
 
 
 def test_shots_without_seed_is_an_error(tmp_path: Path) -> None:
