@@ -38,7 +38,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     )
     fewshot.set_defaults(func=run_fewshot)
 
-    embedded = verbs.add_parser("make-embedded", help="generate the embedded world's datasets")
+    embedded = verbs.add_parser(
+        "make-embedded", help="generate the embedded world's datasets, or regenerate its missing or damaged files")
     embedded.add_argument("--root", type=Path, default=None, help="where to write it (default: <cache>/embedded)")
     embedded.add_argument("--force", action="store_true", help="rebuild even if it exists")
     embedded.set_defaults(func=run_make_embedded)
@@ -85,14 +86,13 @@ def run_fewshot(args: argparse.Namespace) -> int:
 
 
 def run_make_embedded(args: argparse.Namespace) -> int:
-    """Generate the embedded world with ``harness.world.make_world``."""
+    """Generate the embedded world, or check an existing one and regenerate what is missing or damaged."""
     from harness.paths import cache_dir
 
     try:
-        from harness.world import make_world
+        from harness.world.verify import make_or_repair
     except ImportError as exc:
-        raise DataError("the embedded world generator (harness.world.make_world) is not available") from exc
+        raise DataError("the embedded world generator (harness.world) is not available") from exc
     root = args.root if args.root is not None else cache_dir() / "embedded"
-    make_world(Path(root), bool(args.force))
-    print(root)
+    print(make_or_repair(Path(root), bool(args.force)))
     return 0

@@ -140,7 +140,13 @@ def prepare_task_data(
     root = resolve_data_root(card, data_root)
     raw = read_dataset(card, root, generate_split=generate_split, split_seed=split_seed)
     image_dir = card.images_dir(root)
-    require_images(raw.as_dict(), image_dir, raw.source)
+    try:
+        require_images(raw.as_dict(), image_dir, raw.source)
+    except DataError as exc:
+        if data_root is None and card.embedded:  # the world is ours: say how to regenerate it
+            raise DataError(f"{exc}; the embedded world is incomplete: run `harness data make-embedded` "
+                            "to regenerate its missing files") from None
+        raise
     if card.test_only:
         train, val, test, index = raw.test, [], raw.test, None
     else:
