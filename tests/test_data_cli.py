@@ -9,7 +9,6 @@ import pytest
 from data import imagenet_layouts, layouts
 from data_fixtures import build_dtd_fixture
 
-import harness.world
 from harness.cli import main
 
 
@@ -89,18 +88,6 @@ def test_fewshot_with_generate_split(tmp_path: Path, capsys: pytest.CaptureFixtu
     assert "--generate-split" in capsys.readouterr().err
     with pytest.warns(UserWarning, match="NOT comparable"):
         assert main([*args, "--generate-split"]) == 0
-
-
-def test_make_embedded_calls_make_world(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                        capsys: pytest.CaptureFixture[str], isolated_cache: Path) -> None:
-    if not hasattr(harness.world, "make_world"):
-        pytest.skip("harness.world.make_world is not written yet (world engineer)")
-    calls: list[tuple[Path, bool]] = []
-    monkeypatch.setattr(harness.world, "make_world", lambda root, force: calls.append((root, force)))
-    assert main(["data", "make-embedded", "--root", str(tmp_path / "w"), "--force"]) == 0
-    assert main(["data", "make-embedded"]) == 0
-    assert calls == [(tmp_path / "w", True), (isolated_cache / "embedded", False)]
-    assert capsys.readouterr().out.split() == [str(tmp_path / "w"), str(isolated_cache / "embedded")]
 
 
 def test_check_verify_images_names_corrupt_files(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
