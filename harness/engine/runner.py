@@ -318,6 +318,9 @@ class _EpochRelay:
         self.progress = progress
 
     def __call__(self, step: Any) -> None:
+        on_step = getattr(self.progress, "step", None)  # optional: progress inside epochs (bar, img/s)
+        if on_step is not None:
+            on_step(self.spec, step)
         if step.epoch_done:
             self.progress.epoch(self.spec, step.epoch, step.max_epoch)
 

@@ -48,7 +48,7 @@ class LocalExecutor:
         display = display or ProgressDisplay()
         out_dir = Path(out_dir)
         pending, outcomes = split_pending(specs, out_dir, force)
-        display.start(len(specs), len(specs) - len(pending))
+        display.start(len(specs), len(specs) - len(pending), pending, out_dir)
         if self.jobs == 1 or len(pending) <= 1:
             for spec in pending:
                 outcome = execute_with_retries(spec, out_dir, force=force, retries=self.retries, progress=display)
