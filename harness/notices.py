@@ -33,6 +33,8 @@ def forget() -> None:
 def format_warnings() -> None:
     """Show ``HarnessWarning`` as ``warning: <message>``; other warnings keep Python's format."""
     default = warnings.formatwarning
+    if getattr(default, "harness", False):  # already installed (main() runs many times in one test process)
+        return
 
     def formatwarning(message: Any, category: type[Warning], filename: str, lineno: int,
                       line: str | None = None) -> str:
@@ -40,4 +42,5 @@ def format_warnings() -> None:
             return f"warning: {message}\n"
         return default(message, category, filename, lineno, line)
 
+    formatwarning.harness = True  # type: ignore[attr-defined]
     warnings.formatwarning = formatwarning  # type: ignore[assignment]
