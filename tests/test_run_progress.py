@@ -150,3 +150,15 @@ def test_redrawn_bar_on_a_terminal() -> None:
                          "loss 0.5000 4.0 img/s | ETA 6s").join(["[1/1] ", ""])
     assert "epoch 1/1\n" not in text  # no separate epoch line on a terminal: the bar shows it
     assert frames[-1] == "[1/1] coop-embedded-a-base-16shots-seed1: done in 10s (4 records)\n"
+
+
+def test_parallel_workers_print_plain_lines_inside_epochs(capsys: pytest.CaptureFixture[str]) -> None:
+    from harness.executors.local import _WorkerProgress
+
+    spec = plan_base2new(DatasetRoles("a", ()), [1], MethodChoice("coop", "coop", True), None, RunContext())[0]
+    worker = _WorkerProgress(line_interval_s=0.0)
+    worker.step(spec, TrainProgress(1, 2, 3, 10, 0.5, 0.25, 50.0, 0.002))
+    assert capsys.readouterr().err == "  worker: coop-embedded-a-base-16shots-seed1: epoch 1/2 step 3/10 loss 0.2500\n"
+    quiet = _WorkerProgress(line_interval_s=3600.0)  # rate-limited: nothing within the interval
+    quiet.step(spec, TrainProgress(1, 2, 4, 10, 0.5, 0.25, 50.0, 0.002))
+    assert capsys.readouterr().err == ""
