@@ -58,6 +58,10 @@ def run(args: argparse.Namespace) -> int:
     from harness.results.records import RECORDS_FILE, append_records
 
     load_builtins()
+    if args.weights is not None:
+        from harness.engine.integrity import check_weights_file
+
+        check_weights_file(args.weights)
     job = EvalJob(
         dataset=args.dataset, method=args.method, data_root=args.data_root, subsample=args.subsample,
         split=args.split, shots=args.shots, seed=args.seed, model=args.model, pretrained=args.pretrained,

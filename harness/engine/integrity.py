@@ -80,6 +80,22 @@ def repair_training(prompt_dir: Path, weights: Path, state_path: Path) -> str:
     return f"damaged training files ({detail}): rebuilding the weights from the resume state"
 
 
+def check_weights_file(path: Path) -> None:
+    """Refuse a weights file (or run folder) that a finished training recorded and that has since changed.
+
+    Raises:
+        CheckpointError: naming the file, what is wrong and the command that rebuilds it.
+    """
+    from harness.errors import CheckpointError
+    from harness.methods.checkpoints import resolve_weights_path
+
+    file = resolve_weights_path(Path(path))
+    why = damaged_files(file.parent).get(file.name)
+    if why:
+        raise CheckpointError(f"{file}: damaged ({why}); rerun the training command that wrote it (harness train "
+                              "with the same options, or harness run for a sweep) to rebuild it")
+
+
 def reopen_damaged_run(spec: Any, out_dir: Path) -> bool:
     """For a finished run that trains: if its training's files are damaged, remove ``DONE`` and say so.
 

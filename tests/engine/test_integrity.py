@@ -53,6 +53,10 @@ def test_damaged_weights_are_rebuilt_and_a_damaged_state_retrains(tmp_path: Path
 
     truncate(weights)
     assert set(damaged_files(prompt_dir)) == {"model.pth.tar-2"}
+    evaluate = ["eval", "--weights", str(run), "--dataset", "dtd", "--data-root", str(data), "--model", str(clip),
+                "--device", "cpu", "--out", str(tmp_path / "eval")]
+    assert main(evaluate) == 2
+    assert "model.pth.tar-2: damaged (sha256" in capsys.readouterr().err
     assert main(train) == 0
     out = capsys.readouterr().out
     assert "damaged training files" in out and "rebuilding the weights from the resume state" in out
