@@ -11,14 +11,18 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from harness.executors.eta import RunWork, training_steps
 from harness.protocols.spec import EvalSpec, RunSpec
 
+if TYPE_CHECKING:  # the cards module is imported lazily, when the work is planned
+    from harness.data.cards import DatasetCard
+
 VAL_SHOTS_CAP = 4  # the official few-shot val takes min(K, 4) per class
 
 
-def _classes(card: object, subsample: str) -> int:
+def _classes(card: DatasetCard, subsample: str) -> int:
     total = int(card.num_classes)
     if subsample == "all":
         return total
@@ -26,7 +30,7 @@ def _classes(card: object, subsample: str) -> int:
     return base if subsample == "base" else total - base
 
 
-def _per_class(card: object, split: str) -> float:
+def _per_class(card: DatasetCard, split: str) -> float:
     return card.split_sizes.get(split, 0) / max(int(card.num_classes), 1)
 
 
