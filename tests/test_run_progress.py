@@ -162,3 +162,28 @@ def test_parallel_workers_print_plain_lines_inside_epochs(capsys: pytest.Capture
     quiet = _WorkerProgress(line_interval_s=3600.0)  # rate-limited: nothing within the interval
     quiet.step(spec, TrainProgress(1, 2, 4, 10, 0.5, 0.25, 50.0, 0.002))
     assert capsys.readouterr().err == ""
+
+
+def test_harness_run_reports_steps_inside_epochs_and_an_eta(tmp_path, monkeypatch: pytest.MonkeyPatch,
+                                                            capsys: pytest.CaptureFixture[str]) -> None:
+    import functools
+
+    from clip_files import write_backbone_folder
+    from data_fixtures import build_dtd_fixture
+
+    import harness.executors.local as local
+    from harness.cli import main
+
+    monkeypatch.setenv("HARNESS_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setattr(local, "ProgressDisplay", functools.partial(ProgressDisplay, line_interval_s=0.0))
+    data = build_dtd_fixture(tmp_path / "data", n_classes=4, per_split=(4, 2, 2), image_size=32)
+    backbone = write_backbone_folder(tmp_path / "backbone")
+    assert main(["run", "--method", "coop", "--protocol", "base2new", "--datasets", "dtd", "--data-root", str(data),
+                 "--model", str(backbone), "--seeds", "1", "--out", str(tmp_path / "runs"), "--set", "max_epoch=2",
+                 "--set", "batch_size=2", "--set", "ctx_init="]) == 0
+    lines = capsys.readouterr().err.splitlines()
+    steps = [line for line in lines if " step " in line]
+    assert [line.split(": ")[1].split(" loss ")[0] for line in steps] == [
+        "epoch 1/2 step 1/4", "epoch 1/2 step 2/4", "epoch 1/2 step 3/4",
+        "epoch 2/2 step 1/4", "epoch 2/2 step 2/4", "epoch 2/2 step 3/4"]  # the last step of an epoch: its line
+    assert all(" img/s | ETA " in line for line in steps)
