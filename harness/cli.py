@@ -13,6 +13,8 @@ from collections.abc import Sequence
 
 from harness import __version__
 from harness.errors import HarnessError
+from harness.fs_errors import describe_os_error
+from harness.notices import format_warnings
 
 COMMAND_MODULES = (
     "harness.commands.run",
@@ -42,10 +44,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI; a ``HarnessError`` is printed as ``error: ...`` with exit status 2."""
     parser = build_parser()
     args = parser.parse_args(argv)
+    format_warnings()
     try:
         result = args.func(args)
     except HarnessError as exc:
         print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:
+        line = describe_os_error(exc)
+        if line is None:  # not about a path the user chose: a real bug, keep the traceback
+            raise
+        print(f"error: {line}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted; finished results are kept", file=sys.stderr)

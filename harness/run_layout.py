@@ -15,6 +15,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from harness.fs_errors import save_with_space_check
 from harness.protocols.spec import RunSpec, model_slug
 
 DONE_NAME = "DONE"
@@ -54,13 +55,17 @@ def register_plan(specs: list[RunSpec], out_dir: Path) -> None:
 
 
 def write_atomic(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` through a temporary file and an atomic rename (never half-written)."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "w", encoding="utf-8") as handle:
-        handle.write(text)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(tmp, path)
+    """Write ``text`` to ``path`` through a temporary file and an atomic rename (never half-written).
+
+    A full disk is one clear error naming the path, and the temporary file is removed (``save_with_space_check``).
+    """
+    def write(tmp: Path) -> None:
+        with open(tmp, "w", encoding="utf-8") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+
+    save_with_space_check(write, path.with_name(f".{path.name}.{os.getpid()}.tmp"), path)
 
 
 @contextmanager

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import random
+import warnings
 from pathlib import Path
 
 import pytest
@@ -73,7 +74,8 @@ def test_dtd_selection_matches_hand_derived_files(tmp_path: Path) -> None:
 def test_index_is_written_with_relative_paths_and_reused(tmp_path: Path, isolated_cache: Path) -> None:
     root = build_dtd_fixture(tmp_path / "data")
     task = prepare_task_data("dtd", root, shots=1, seed=2)
-    assert task.fewshot_index == isolated_cache / "fewshot" / "dtd" / "shot_1-seed_2.json"
+    assert task.fewshot_index == (isolated_cache / "fewshot" / "dtd" / f"split_{task.split_sha256[:16]}" /
+                                  "shot_1-seed_2.json")
     record = json.loads(task.fewshot_index.read_text())
     assert record["split_sha256"] == task.split_sha256 and record["shots"] == 1 and record["seed"] == 2
     assert record["train"] == [d.impath for d in task.train] and len(record["val"]) == 4
@@ -117,7 +119,7 @@ def test_index_write_is_atomic(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) 
     with pytest.raises(RuntimeError):
         prepare_task_data("dtd", root, shots=1, seed=1)
     folder = fewshot_index_path("dtd", 1, 1).parent
-    assert list(folder.iterdir()) == []  # neither the index nor a temporary file
+    assert [p for p in folder.rglob("*") if p.is_file()] == []  # neither the index nor a temporary file
 
 
 def test_shots_without_seed_is_an_error(tmp_path: Path) -> None:
@@ -160,3 +162,41 @@ def test_sampling_leaves_the_global_random_state_alone(tmp_path: Path) -> None:
     prepare_task_data("dtd", root, shots=2, seed=1)
     sample_few_shot(items([0, 0, 1]), 1, random.Random(5))
     assert random.getstate() == before
+
+
+def test_same_dataset_under_two_data_roots_keeps_two_indexes(tmp_path: Path) -> None:
+    first_root = build_dtd_fixture(tmp_path / "one")
+    second_root = build_dtd_fixture(tmp_path / "two", per_split=(3, 2, 3))  # another split file
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # neither replaces the other's index ("sampling again" warning)
+        first = prepare_task_data("dtd", first_root, shots=2, seed=1)
+        second = prepare_task_data("dtd", second_root, shots=2, seed=1)
+        again = prepare_task_data("dtd", first_root, shots=2, seed=1)
+    assert first.split_sha256 != second.split_sha256
+    assert first.fewshot_index != second.fewshot_index
+    assert first.fewshot_index.is_file() and second.fewshot_index.is_file()
+    assert first.fewshot_index.parent.name == f"split_{first.split_sha256[:16]}"
+    assert [d.impath for d in again.train] == [d.impath for d in first.train]
+    assert json.loads(first.fewshot_index.read_text())["split_sha256"] == first.split_sha256
+
+
+def test_index_at_the_old_path_is_still_read_when_drawn_from_the_same_split(tmp_path: Path) -> None:
+    root = build_dtd_fixture(tmp_path / "data")
+    sha = prepare_task_data("dtd", root).split_sha256
+    chosen = ["banded/banded_0004.jpg", "blotchy/blotchy_0004.jpg", "braided/braided_0004.jpg",
+              "bubbly/bubbly_0004.jpg"]
+    legacy = fewshot_index_path("dtd", 1, 5)
+    legacy.parent.mkdir(parents=True, exist_ok=True)
+    val = ["banded/banded_0005.jpg", "blotchy/blotchy_0005.jpg", "braided/braided_0005.jpg", "bubbly/bubbly_0005.jpg"]
+    legacy.write_text(json.dumps({"version": 1, "split_sha256": sha, "train": chosen, "val": val}))
+    task = prepare_task_data("dtd", root, shots=1, seed=5)
+    assert [d.impath for d in task.train] == chosen  # the recorded selection, not a new draw
+    assert task.fewshot_index == fewshot_index_path("dtd", 1, 5, sha)
+    assert json.loads(task.fewshot_index.read_text())["train"] == chosen
+
+    other = fewshot_index_path("dtd", 1, 6)
+    other.write_text(json.dumps({"version": 1, "split_sha256": "0" * 64, "train": chosen, "val": val}))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # another root's old index is left alone, without a warning
+        task = prepare_task_data("dtd", root, shots=1, seed=6)
+    assert task.fewshot_index != other and json.loads(other.read_text())["split_sha256"] == "0" * 64

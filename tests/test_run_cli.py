@@ -93,7 +93,9 @@ def test_bad_choices_are_clear_errors(inputs: tuple[Path, Path], tmp_path: Path)
     with pytest.raises(HarnessError, match="imagenet_a not used by protocol base2new"):
         make_plan("base2new", "coop", datasets=["imagenet_a"], seeds=[1], shots=None,
                   context=RunContext(data_root=str(tmp_path)))
-    assert main(args(inputs, tmp_path, "--jobs", "0")) == 2
+    with pytest.raises(SystemExit) as exit_info:  # a usage error, before anything is planned
+        main(args(inputs, tmp_path, "--jobs", "0"))
+    assert exit_info.value.code == 2
 
 
 def test_planned_runs_that_never_ran_show_as_incomplete(inputs: tuple[Path, Path], tmp_path: Path,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from harness.commands import argtypes
 from harness.errors import DataError
 
 
@@ -23,13 +24,13 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     fewshot = verbs.add_parser("fewshot", help="write (or reuse) the few-shot index of a dataset, shots and seed")
     fewshot.add_argument("--data-root", type=Path, required=True, help="folder holding the dataset folders")
     fewshot.add_argument("--dataset", required=True)
-    fewshot.add_argument("--shots", type=int, required=True)
-    fewshot.add_argument("--seed", type=int, required=True)
+    fewshot.add_argument("--shots", type=argtypes.positive_int, required=True)
+    fewshot.add_argument("--seed", type=argtypes.seed, required=True)
     fewshot.add_argument(
         "--generate-split", action="store_true",
         help="if the official split file is missing, generate a fresh random one (numbers not comparable)",
     )
-    fewshot.add_argument("--split-seed", type=int, default=1, help="seed of a generated split (default 1)")
+    fewshot.add_argument("--split-seed", type=argtypes.seed, default=1, help="seed of a generated split (default 1)")
     fewshot.add_argument(
         "--from-official", nargs="?", const="", default=None, metavar="PKL",
         help="record the selection of an official split_fewshot/shot_K-seed_S.pkl (read without running code; "
@@ -37,7 +38,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     )
     fewshot.set_defaults(func=run_fewshot)
 
-    embedded = verbs.add_parser("make-embedded", help="generate the embedded world's datasets")
+    embedded = verbs.add_parser(
+        "make-embedded", help="generate the embedded world's datasets, or regenerate its missing or damaged files")
     embedded.add_argument("--root", type=Path, default=None, help="where to write it (default: <cache>/embedded)")
     embedded.add_argument("--force", action="store_true", help="rebuild even if it exists")
     embedded.set_defaults(func=run_make_embedded)
@@ -84,14 +86,13 @@ def run_fewshot(args: argparse.Namespace) -> int:
 
 
 def run_make_embedded(args: argparse.Namespace) -> int:
-    """Generate the embedded world with ``harness.world.make_world``."""
+    """Generate the embedded world, or check an existing one and regenerate what is missing or damaged."""
     from harness.paths import cache_dir
 
     try:
-        from harness.world import make_world
+        from harness.world.verify import make_or_repair
     except ImportError as exc:
-        raise DataError("the embedded world generator (harness.world.make_world) is not available") from exc
+        raise DataError("the embedded world generator (harness.world) is not available") from exc
     root = args.root if args.root is not None else cache_dir() / "embedded"
-    make_world(Path(root), bool(args.force))
-    print(root)
+    print(make_or_repair(Path(root), bool(args.force)))
     return 0

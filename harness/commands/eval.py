@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from harness.commands import add_include_argument
+from harness.commands import add_include_argument, argtypes
 from harness.config import parse_set_options
 
 DEFAULT_OUT = Path("runs") / "eval"
@@ -36,12 +36,13 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--data-root", type=Path, default=None, help="folder holding the dataset folders")
     parser.add_argument("--subsample", default="all", choices=("all", "base", "new"))
     parser.add_argument("--split", default="test", choices=("test", "val"))
-    parser.add_argument("--shots", type=int, default=None, help="few-shot K of the task (train side only)")
-    parser.add_argument("--seed", type=int, default=None, help="seed of the few-shot sampling")
+    parser.add_argument("--shots", type=argtypes.shots, default=None, help="few-shot K of the task (train side only)")
+    parser.add_argument("--seed", type=argtypes.seed, default=None, help="seed of the few-shot sampling")
     add_backbone_arguments(parser)
     parser.add_argument("--weights", type=Path, default=None, help="trained prompts (run checkpoint or official file)")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="config override")
-    parser.add_argument("--batch-size", type=int, default=None, help="images per batch (default: test_batch_size)")
+    parser.add_argument("--batch-size", type=argtypes.positive_int, default=None,
+                        help="images per batch (default: test_batch_size)")
     parser.add_argument(
         "--out", type=Path, default=DEFAULT_OUT, help=f"records go to OUT/records.jsonl (default {DEFAULT_OUT})"
     )
@@ -58,6 +59,10 @@ def run(args: argparse.Namespace) -> int:
     from harness.results.records import RECORDS_FILE, append_records
 
     load_includes(args.includes)
+    if args.weights is not None:
+        from harness.engine.integrity import check_weights_file
+
+        check_weights_file(args.weights)
     job = EvalJob(
         dataset=args.dataset, method=args.method, data_root=args.data_root, subsample=args.subsample,
         split=args.split, shots=args.shots, seed=args.seed, model=args.model, pretrained=args.pretrained,

@@ -6,18 +6,11 @@ import argparse
 import sys
 from pathlib import Path
 
-from harness.commands import add_include_argument
+from harness.commands import add_include_argument, argtypes
 from harness.config import SELECTIONS, parse_set_options
 
 DEFAULT_SEEDS = "1,2,3"
 DEFAULT_OUT = "runs"
-
-
-def _int_list(text: str) -> list[int]:
-    try:
-        return [int(part) for part in text.split(",") if part.strip()]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
 
 
 def _name_list(text: str) -> list[str] | None:
@@ -34,18 +27,21 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--method", required=True, help="method or preset name (harness ls methods)")
     parser.add_argument("--protocol", required=True, help="base2new, cross_dataset, domain_generalization, few_shot")
     parser.add_argument("--datasets", type=_name_list, default=None, help="comma-separated dataset names, or all")
-    parser.add_argument("--seeds", type=_int_list, default=_int_list(DEFAULT_SEEDS), help="default 1,2,3")
-    parser.add_argument("--shots", type=int, default=None, help="shots per class (default: the protocol's)")
+    parser.add_argument("--seeds", type=argtypes.seed_list, default=argtypes.seed_list(DEFAULT_SEEDS),
+                        help="default 1,2,3")
+    parser.add_argument("--shots", type=argtypes.positive_int, default=None,
+                        help="shots per class (default: the protocol's)")
     parser.add_argument("--data-root", type=Path, default=None, help="folder of the real datasets")
     parser.add_argument("--out", type=Path, default=Path(DEFAULT_OUT), help=f"output folder (default {DEFAULT_OUT}/)")
     parser.add_argument("--model", default="embedded", help="backbone (default: the embedded tiny CLIP)")
     parser.add_argument("--pretrained", default=None, help="pretrained tag or weights file for --model")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16", "fp16", "amp"])
-    parser.add_argument("--jobs", type=int, default=1, help="runs in parallel (processes)")
+    parser.add_argument("--jobs", type=argtypes.positive_int, default=1, help="runs in parallel (processes)")
     parser.add_argument("--executor", default="local", help="where runs execute (harness ls executors)")
     parser.add_argument("--address", default=None, help="cluster address, for executors that use one")
-    parser.add_argument("--retries", type=int, default=0, help="further attempts for a run that crashes")
+    parser.add_argument("--retries", type=argtypes.non_negative_int, default=0,
+                        help="further attempts for a run that crashes")
     parser.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
                         help="override a method config key (repeatable)")
     parser.add_argument("--force", action="store_true", help="redo finished runs")
@@ -62,6 +58,7 @@ def run(args: argparse.Namespace) -> int:
     from harness.engine.runner import check_finished_runs, register_plan
     from harness.engine.staleness import format_plan
     from harness.executors import build_executor
+    from harness.executors.failures import failure_summary
     from harness.plugins import load_includes
     from harness.protocols.build import make_plan
     from harness.protocols.spec import RunContext
@@ -90,7 +87,6 @@ def run(args: argparse.Namespace) -> int:
     for outcome in failed:
         print(f"failed: {outcome.run_key}:\n{outcome.error}", file=sys.stderr)
     if failed:
-        print(f"error: {len(failed)} of {len(outcomes)} runs failed; rerun the same command to retry them",
-              file=sys.stderr)
+        print(failure_summary(failed, len(outcomes)), file=sys.stderr)
         return 1
     return 0

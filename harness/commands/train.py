@@ -13,7 +13,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from harness.commands import add_include_argument
+from harness.commands import add_include_argument, argtypes
 from harness.commands.eval import add_backbone_arguments
 from harness.config import SELECTIONS, parse_set_options
 
@@ -32,8 +32,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--dataset", required=True, help="dataset name (harness ls datasets)")
     parser.add_argument("--data-root", type=Path, default=None, help="folder of the real datasets (default: embedded)")
     parser.add_argument("--subsample", default="all", choices=("all", "base", "new"))
-    parser.add_argument("--shots", type=int, default=16, help="training images per class (default 16)")
-    parser.add_argument("--seed", type=int, default=1, help="seed of the few-shot sampling and training (default 1)")
+    parser.add_argument("--shots", type=argtypes.shots, default=16,
+                        help="training images per class (default 16; -1: every image)")
+    parser.add_argument("--seed", type=argtypes.seed, default=1,
+                        help="seed of the few-shot sampling and training (default 1)")
     add_backbone_arguments(parser)
     parser.add_argument("--out", type=Path, default=None,
                         help=f"run folder (default {DEFAULT_OUT}/<preset>/<dataset>_<subsample>_<K>shots/seed<S>)")
@@ -104,6 +106,8 @@ def run(args: argparse.Namespace) -> int:
                                     "shots": args.shots, "split_sha256": task.split_sha256,
                                     "init": str(args.init) if args.init is not None else None},
                           init_state=init_state)
+    if result.notice:
+        print(result.notice)
     if result.already_done:
         print(f"already trained: {result.weights}")
     elif result.resumed_from_epoch:

@@ -7,9 +7,12 @@ after ``random.seed(seed)``; ``random.Random(seed)`` yields the same stream, so 
 ``random.Random(seed)`` and sampling train (K) then val (min(K, 4)) from it reproduces the official
 selection for the same split file.
 
-The index at ``<cache>/fewshot/<dataset>/shot_<K>-seed_<S>.json`` stores the selected image paths
-(relative to the dataset's image folder) under ``train`` and ``val`` (``val`` is null when val is not
-sampled, ImageNet), and the split file's sha256 it was drawn from.
+The index at ``<cache>/fewshot/<dataset>/split_<sha>/shot_<K>-seed_<S>.json`` stores the selected image
+paths (relative to the dataset's image folder) under ``train`` and ``val`` (``val`` is null when val is not
+sampled, ImageNet), and the split file's sha256 it was drawn from. ``<sha>`` is the start of that sha256:
+the same dataset under two data roots with different split files keeps two indexes instead of one
+overwriting the other. An index written before the split checksum was part of the path
+(``<dataset>/shot_<K>-seed_<S>.json``) is still read when it was drawn from the same split file.
 """
 
 from __future__ import annotations
@@ -59,10 +62,35 @@ def sample_train_val(
     return few_train, few_val
 
 
-def fewshot_index_path(dataset: str, shots: int, seed: int, root: Path | None = None) -> Path:
-    """Where the index of (dataset, K, seed) lives: ``<cache>/fewshot/<dataset>/shot_<K>-seed_<S>.json``."""
-    base = Path(root) if root is not None else cache_dir()
-    return base / "fewshot" / dataset / f"shot_{shots}-seed_{seed}.json"
+SPLIT_KEY_CHARS = 16  # of the split file's sha256 in the index path: plenty to tell split files apart
+
+
+def fewshot_index_path(dataset: str, shots: int, seed: int, split_sha256: str | None = None,
+                       root: Path | None = None) -> Path:
+    """Where the index of (dataset, split file, K, seed) lives.
+
+    ``<cache>/fewshot/<dataset>/split_<sha>/shot_<K>-seed_<S>.json``; without ``split_sha256``, the path of
+    an index written before the split checksum was part of the key (``<dataset>/shot_<K>-seed_<S>.json``).
+    """
+    base = (Path(root) if root is not None else cache_dir()) / "fewshot" / dataset
+    if split_sha256 is not None:
+        base = base / f"split_{split_sha256[:SPLIT_KEY_CHARS]}"
+    return base / f"shot_{shots}-seed_{seed}.json"
+
+
+def _legacy_selection(dataset: str, shots: int, seed: int, split_sha256: str,
+                      has_val: bool) -> dict[str, list[str] | None] | None:
+    """The selection of an old, split-less index path if it was drawn from this split file, else None."""
+    legacy = fewshot_index_path(dataset, shots, seed)
+    if not legacy.is_file():
+        return None
+    try:
+        data = read_json(legacy)
+    except DataError:
+        return None  # unreadable: sampling again gives the official selection anyway
+    if not isinstance(data, dict) or data.get("split_sha256") != split_sha256:
+        return None  # another data root's split file: not ours, left as it is
+    return _read_index(legacy, split_sha256, has_val)
 
 
 def _select(items: Sequence[Datum], paths: list[str], index_path: Path, split: str) -> list[Datum]:
@@ -105,8 +133,12 @@ def load_or_build_fewshot(
     Returns:
         ``(train, val, index_path)``; ``val`` is None when ``val`` was None (not sampled).
     """
-    path = fewshot_index_path(dataset, shots, seed)
+    path = fewshot_index_path(dataset, shots, seed, split_sha256)
     data = _read_index(path, split_sha256, val is not None) if path.exists() else None
+    if data is None and not path.exists():
+        data = _legacy_selection(dataset, shots, seed, split_sha256, val is not None)
+        if data is not None:  # carry the old selection over to the new path, so it stays the one used
+            write_json_atomic(path, {**data, "split_sha256": split_sha256}, indent=1)
     if data is not None:
         few_train = _select(train, data["train"], path, "train")
         few_val = _select(val, data["val"], path, "val") if val is not None else None

@@ -11,12 +11,26 @@ from torch.utils.data import Dataset
 
 from harness.data.types import Datum
 from harness.errors import DataError
+from harness.notices import warn_once
+
+# 16- and 32-bit integer modes (16-bit greyscale PNGs open as I;16 or I): PIL's convert("RGB") clips every
+# value above 255, so such an image comes out (almost) all white. The official reader does exactly this.
+WIDE_INTEGER_MODES = ("I;16", "I;16B", "I;16L", "I;16N", "I")
+
+
+def _warn_wide_integer(path: Path, mode: str) -> None:
+    warn_once("wide-integer-image", (
+        f"{path} is a 16-bit image (PIL mode {mode}): it is converted to RGB as the official reader does, "
+        "which clips values above 255, so it (and any other such image) becomes almost all white; convert the "
+        "images to 8 bits to see their content (said once)"))
 
 
 def load_image(path: Path) -> Image.Image:
     """Open an image as RGB, fully decoded; a missing, corrupt or truncated file is a ``DataError`` naming it."""
     try:
         with Image.open(path) as image:
+            if image.mode in WIDE_INTEGER_MODES:
+                _warn_wide_integer(path, image.mode)
             return image.convert("RGB")  # convert() decodes the whole file, so truncation shows up here
     except FileNotFoundError as exc:
         raise DataError(f"image not found: {path}") from exc

@@ -119,7 +119,7 @@ def import_official_fewshot(card: DatasetCard, data_root: Path, shots: int, seed
         raise DataError(f"{source}: has no 'val' list, which {card.name} needs")
     else:
         val = _match(selection["val"], raw.val, card, source, "val")
-    path = fewshot_index_path(card.name, shots, seed)
+    path = fewshot_index_path(card.name, shots, seed, raw.split_sha256)
     record = {"version": INDEX_VERSION, "dataset": card.name, "shots": shots, "seed": seed,
               "split_sha256": raw.split_sha256, "source": f"official pickle {source.name}", "train": train, "val": val}
     write_json_atomic(path, record, indent=1)

@@ -8,6 +8,7 @@ data, val is empty. Class names come from train, as Dassl's ``DatasetBase`` buil
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,6 +19,7 @@ from harness.data.splitio import require_images
 from harness.data.subsample import SUBSAMPLES, split_base_new
 from harness.data.types import Datum, classnames_from_items
 from harness.errors import DataError
+from harness.notices import warn_once
 from harness.paths import cache_dir
 
 
@@ -67,10 +69,24 @@ def _sample(card: DatasetCard, raw_train: list[Datum], raw_val: list[Datum], sho
     """Few-shot train/val (val None = not sampled, it is the test set); unchanged when shots is None or < 1."""
     val_sampled = None if card.val_is_test else raw_val
     if shots is None or shots < 1:  # the official code samples only when NUM_SHOTS >= 1
+        if shots is not None:
+            warn_once(f"all-shots-{shots}", f"--shots {shots} means every training image of every class (no "
+                      "few-shot sampling), as the official NUM_SHOTS < 1")
         return raw_train, val_sampled, None
     if seed is None:
         raise DataError(f"few-shot sampling of {card.name} ({shots} shots) needs an explicit seed")
+    _warn_short_classes(card.name, raw_train, shots)
     return load_or_build_fewshot(card.name, raw_train, val_sampled, shots=shots, seed=seed, split_sha256=split_sha256)
+
+
+def _warn_short_classes(dataset: str, train: list[Datum], shots: int) -> None:
+    """Warn (once per dataset and K) when classes hold fewer than K train images: they keep what they have."""
+    counts = Counter(item.label for item in train)
+    short = sorted(count for count in counts.values() if count < shots)
+    if short:
+        warn_once(f"short-classes-{dataset}-{shots}", (
+            f"{dataset}: {len(short)} of {len(counts)} classes have fewer than {shots} training images (fewest "
+            f"{short[0]}); those classes use every image they have, as the official sampler does"))
 
 
 def _check_labels(train: list[Datum], others: dict[str, list[Datum]], source: str) -> list[str]:
@@ -124,7 +140,13 @@ def prepare_task_data(
     root = resolve_data_root(card, data_root)
     raw = read_dataset(card, root, generate_split=generate_split, split_seed=split_seed)
     image_dir = card.images_dir(root)
-    require_images(raw.as_dict(), image_dir, raw.source)
+    try:
+        require_images(raw.as_dict(), image_dir, raw.source)
+    except DataError as exc:
+        if data_root is None and card.embedded:  # the world is ours: say how to regenerate it
+            raise DataError(f"{exc}; the embedded world is incomplete: run `harness data make-embedded` "
+                            "to regenerate its missing files") from None
+        raise
     if card.test_only:
         train, val, test, index = raw.test, [], raw.test, None
     else:

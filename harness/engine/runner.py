@@ -34,6 +34,7 @@ from harness.engine.pipeline import (
 )
 from harness.engine.staleness import check_finished_runs, run_config, stale_reason
 from harness.errors import HarnessError
+from harness.fs_errors import save_with_space_check
 from harness.protocols.spec import EvalSpec, RunSpec
 from harness.run_layout import (
     DONE_NAME,
@@ -126,12 +127,13 @@ def _publish(folder: Path, records: list[dict[str, Any]]) -> None:
     """Move the records into place, then write ``DONE`` (both atomic renames, in that order)."""
     from harness.results.records import append_records
 
-    tmp = folder / f".{RECORDS_NAME}.{os.getpid()}.tmp"
-    tmp.unlink(missing_ok=True)
-    append_records(tmp, records)
-    with open(tmp, "rb") as handle:
-        os.fsync(handle.fileno())
-    os.replace(tmp, folder / RECORDS_NAME)
+    def write(tmp: Path) -> None:
+        tmp.unlink(missing_ok=True)
+        append_records(tmp, records)
+        with open(tmp, "rb") as handle:
+            os.fsync(handle.fileno())
+
+    save_with_space_check(write, folder / f".{RECORDS_NAME}.{os.getpid()}.tmp", folder / RECORDS_NAME)
     write_atomic(folder / DONE_NAME, f"{len(records)} records\n")
 
 
@@ -166,6 +168,8 @@ def _train_and_evaluate(spec: RunSpec, out_dir: Path, progress: RunProgress, for
                                   progress=_EpochRelay(spec, progress),
                                   run_info={"dataset": spec.train_dataset, "shots": spec.shots,
                                             "subsample": spec.train_subsample})
+        if result.notice:
+            progress.stage(spec, result.notice)
         if result.already_done:
             progress.stage(spec, "training already finished: reusing its weights")
         elif result.resumed_from_epoch:
@@ -195,6 +199,9 @@ class _EpochRelay:
         self.progress = progress
 
     def __call__(self, step: Any) -> None:
+        on_step = getattr(self.progress, "step", None)  # optional: progress inside epochs (bar, img/s)
+        if on_step is not None:
+            on_step(self.spec, step)
         if step.epoch_done:
             self.progress.epoch(self.spec, step.epoch, step.max_epoch)
 

@@ -40,6 +40,7 @@ from torch.utils.data import DataLoader
 
 from harness.config import MethodConfig
 from harness.engine.fit import FitContext
+from harness.engine.integrity import record_checksums, repair_training
 from harness.engine.loaders import build_train_loader, device_batches, method_inputs, training_precision
 from harness.engine.resume import RESUME_FILE, RunIdentity, capture_rng, load_resume_state, restore_rng
 from harness.engine.resume import save_resume_state as _save_state
@@ -99,6 +100,7 @@ class TrainResult:
     lrs: list[float] = field(default_factory=list)
     duration_s: float = 0.0
     already_done: bool = False
+    notice: str = ""  # what was found damaged and rebuilt ("" normally)
 
 
 @dataclass
@@ -148,6 +150,7 @@ def train_method(method: Method, backbone: Backbone, task_data: Any, config: Met
     weights = run_dir / "prompt_learner" / f"model.pth.tar-{epochs}"
     identity = RunIdentity(method.name, _identity_digest(config, init_state), int(seed), list(method.classnames))
     state_path = run_dir / "prompt_learner" / RESUME_FILE
+    notice = repair_training(weights.parent, weights, state_path)  # a damaged finished training is redone
     saved = load_resume_state(state_path, identity)
     if saved is not None and saved["epoch"] >= epochs and weights.is_file():
         method.load_learned_state(saved["learned"])
@@ -162,7 +165,10 @@ def train_method(method: Method, backbone: Backbone, task_data: Any, config: Met
     save_weights(weights, method, epoch=epochs, optimizer_state=session.optimizer.state_dict())
     (weights.parent / "checkpoint").write_text(weights.name + "\n", encoding="utf-8")
     _write_config(run_dir, method, config, seed, run_info)
-    return _result(run_dir, weights, epochs, start_epoch, session.history, started)
+    record_checksums(weights.parent, [weights, state_path])
+    result = _result(run_dir, weights, epochs, start_epoch, session.history, started)
+    result.notice = notice
+    return result
 
 
 def _identity_digest(config: MethodConfig, init_state: Mapping[str, torch.Tensor] | None) -> str:
@@ -264,7 +270,8 @@ def _train_step(session: _Session, images: torch.Tensor, labels: torch.Tensor, e
     if not bool(torch.isfinite(output.loss)):
         raise TrainingDiverged(
             f"loss is {output.loss.item()} at epoch {epoch + 1}/{session.config.max_epoch}, step {step}/{steps}; "
-            "training stopped and no weights or results were written for this run"
+            "training stopped and no weights or results were written for this run. Rerunning gives the same "
+            "loss: lower the learning rate (--set lr=...) or train in fp32 (--precision fp32), then rerun"
         )
     session.optimizer.zero_grad(set_to_none=True)
     scaler = session.scaler

@@ -6,8 +6,10 @@ records do not depend on ``--jobs`` (apart from the timing fields ``time`` and `
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from harness.engine.runner import RunOutcome
 from harness.executors.base import ProgressDisplay, execute_with_retries, split_pending
@@ -23,8 +25,18 @@ def _run_in_worker(spec: RunSpec, out_dir: Path, force: bool, retries: int) -> R
 class _WorkerProgress:
     """In a worker, report stages and every quarter of the epochs, prefixed, without the parent's counters."""
 
-    def __init__(self) -> None:
+    def __init__(self, line_interval_s: float = 30.0) -> None:
         self.display = ProgressDisplay(prefix="  worker: ")
+        self.line_interval_s = line_interval_s
+        self._last_line = time.monotonic()
+
+    def step(self, spec: RunSpec, update: Any) -> None:
+        """Inside long epochs, a plain line at most every ``line_interval_s`` (workers share the parent's stderr)."""
+        now = time.monotonic()
+        if now - self._last_line >= self.line_interval_s:
+            self._last_line = now
+            self.display.say(f"{spec.run_key}: epoch {update.epoch}/{update.max_epoch} step {update.step}/"
+                             f"{update.steps} loss {update.loss_avg:.4f}")
 
     def stage(self, spec: RunSpec, message: str) -> None:
         self.display.say(f"{spec.run_key}: {message}")
@@ -48,7 +60,7 @@ class LocalExecutor:
         display = display or ProgressDisplay()
         out_dir = Path(out_dir)
         pending, outcomes = split_pending(specs, out_dir, force)
-        display.start(len(specs), len(specs) - len(pending))
+        display.start(len(specs), len(specs) - len(pending), pending, out_dir)
         if self.jobs == 1 or len(pending) <= 1:
             for spec in pending:
                 outcome = execute_with_retries(spec, out_dir, force=force, retries=self.retries, progress=display)

@@ -214,7 +214,7 @@ class RayExecutor:
         # Tasks run in other working directories (on other hosts): give them an absolute path.
         out = Path(out_dir).resolve()
         pending, outcomes = split_pending(specs, out, force)
-        display.start(len(specs), len(specs) - len(pending))
+        display.start(len(specs), len(specs) - len(pending), pending, out)
         if pending:
             started_here = self._connect()
             try:

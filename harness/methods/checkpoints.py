@@ -16,7 +16,6 @@ file whose unpickling would import or call anything else is refused before any o
 from __future__ import annotations
 
 import dataclasses
-import os
 import pickle
 from collections.abc import Mapping
 from pathlib import Path
@@ -26,6 +25,7 @@ import torch
 
 from harness.config import MethodConfig, merge
 from harness.errors import CheckpointError, HarnessError
+from harness.fs_errors import save_with_space_check
 from harness.methods.base import Method, OfficialLayout
 from harness.models.backbone import Backbone
 from harness.registries import METHODS
@@ -129,8 +129,8 @@ def atomic_save(payload: Any, path: Path) -> None:
     """``torch.save`` to a temporary file beside ``path``, then rename it over ``path``."""
     path.parent.mkdir(parents=True, exist_ok=True)
     temporary = path.with_name(path.name + ".tmp")
-    torch.save(payload, temporary)
-    os.replace(temporary, path)
+    # A full disk surfaces from torch's zip writer as a RuntimeError: say so, and leave no .tmp behind.
+    save_with_space_check(lambda target: torch.save(payload, target), temporary, path)
 
 
 def load_weights(

@@ -25,6 +25,7 @@ from harness.world.vocab import NO_TEXTURE, STYLES, Scene
 WORLD_SEED = 2026
 RENDERER_VERSION = 1  # bump when the renderer's output changes
 MARKER = "world.json"
+MANIFEST = "manifest.json"
 IMAGE_DIR = "images"
 SPLITS = ("train", "val", "test")
 
@@ -60,6 +61,13 @@ def image_path(dataset: WorldDataset, split: str, label: int, index: int) -> str
     return f"{dataset.classnames[label]}/{split}_{index:03d}.png"
 
 
+def save_image(dataset: WorldDataset, split_index: int, label: int, index: int, seed: int, path: Path) -> None:
+    """Render one image (a pure function of its coordinates and the seed) and save it as PNG at ``path``."""
+    rng = image_rng(seed, dataset.name, image_index(split_index, label, index))
+    pixels = render(_scene(dataset, label, rng), rng, centred=dataset.centred)
+    Image.fromarray(pixels).save(path, format="PNG", compress_level=6)
+
+
 def write_dataset(dataset: WorldDataset, folder: Path, seed: int = WORLD_SEED) -> None:
     """Render one dataset into ``folder`` (image folder + split JSON).
 
@@ -76,14 +84,19 @@ def write_dataset(dataset: WorldDataset, folder: Path, seed: int = WORLD_SEED) -
         entries = []
         for label in range(len(dataset.classes)):
             for index in range(count):
-                rng = image_rng(seed, dataset.name, image_index(split_index, label, index))
-                pixels = render(_scene(dataset, label, rng), rng, centred=dataset.centred)
                 relpath = image_path(dataset, name, label, index)
-                Image.fromarray(pixels).save(image_dir / relpath, format="PNG", compress_level=6)
+                save_image(dataset, split_index, label, index, seed, image_dir / relpath)
                 entries.append([relpath, label, dataset.classnames[label]])
         split[name] = entries
     # indent=4 as the official split files (OxfordPets.save_split).
     (folder / dataset.split_file).write_text(json.dumps(split, indent=4), encoding="utf-8")
+
+
+def write_manifest(root: Path) -> None:
+    """Record the sha256 of every file under ``root`` in ``root/manifest.json`` (checked by make-embedded)."""
+    files = sorted(p for p in root.rglob("*") if p.is_file() and p.name not in (MANIFEST, MARKER))
+    entries = {p.relative_to(root).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest() for p in files}
+    (root / MANIFEST).write_text(json.dumps(entries, indent=0, sort_keys=True), encoding="utf-8")
 
 
 def _marker_ok(root: Path, seed: int) -> bool:
@@ -113,6 +126,7 @@ def make_world(root: Path, force: bool = False, seed: int = WORLD_SEED) -> None:
     shutil.rmtree(tmp, ignore_errors=True)
     for dataset in WORLD_DATASETS:
         write_dataset(dataset, tmp / dataset.folder, seed)
+    write_manifest(tmp)
     (tmp / MARKER).write_text(json.dumps({"version": world_version(), "seed": seed}), encoding="utf-8")
     old = root.parent / f".{root.name}.old-{os.getpid()}"
     if root.exists():

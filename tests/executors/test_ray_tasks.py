@@ -3,6 +3,7 @@ called in-process: the shared-folder check, retries bounded by the attempt log, 
 
 from __future__ import annotations
 
+import errno
 import json
 import sys
 from dataclasses import replace
@@ -84,19 +85,25 @@ def test_a_task_refuses_an_output_folder_the_driver_did_not_write(zeroshot_spec:
     assert not (tmp_path / "base2new").exists()
 
 
-def test_a_crash_is_retried_up_to_retries_then_reported(zeroshot_spec: RunSpec, tmp_path: Path) -> None:
+def test_a_crash_is_retried_up_to_retries_then_reported(zeroshot_spec: RunSpec, tmp_path: Path,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
     folder = run_dir(zeroshot_spec, tmp_path)
-    (folder / RECORDS_NAME).mkdir(parents=True)  # the runner cannot replace it: an OSError, not bad input
+
+    def failing_publish(target: Path, records: object) -> None:
+        # A transient I/O error (not one the user must fix, such as a read-only folder): worth retrying.
+        raise OSError(errno.EIO, "Input/output error", str(target / RECORDS_NAME))
+
+    monkeypatch.setattr("harness.engine.runner._publish", failing_publish)
     outcome = run_task(zeroshot_spec, str(tmp_path), False, 2, start_sweep(tmp_path, "s1"))
     assert outcome.status == "failed" and outcome.run_key == zeroshot_spec.run_key
-    assert "IsADirectoryError" in outcome.error
+    assert "OSError: [Errno 5] Input/output error" in outcome.error
     attempts = read_attempts(folder, "s1")
     assert [(a["attempt"], a["event"]) for a in attempts] == [(1, "start"), (1, "failed"), (2, "start"),
                                                               (2, "failed"), (3, "start"), (3, "failed")]
-    assert "IsADirectoryError" in attempts[-1]["error"]
+    assert "Input/output error" in attempts[-1]["error"]
     assert not (folder / ".lease.json").exists()
 
-    (folder / RECORDS_NAME).rmdir()  # fixed: a new sweep has its own budget and finishes the run
+    monkeypatch.undo()  # fixed: a new sweep has its own budget and finishes the run
     outcome = run_task(zeroshot_spec, str(tmp_path), False, 2, start_sweep(tmp_path, "s2"))
     assert outcome.status == "done" and outcome.n_records == 4
     assert [a["event"] for a in read_attempts(folder, "s2")] == ["start", "done"]

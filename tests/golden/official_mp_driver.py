@@ -116,10 +116,9 @@ def _worker(job: dict) -> None:
     import argparse
 
     import torch
+    import train as official_train  # the official train.py (registers datasets and trainers)
     from dassl.engine import build_trainer
     from dassl.utils import set_random_seed
-
-    import train as official_train  # the official train.py (registers datasets and trainers)
 
     spec = METHODS[job["method"]]
     out_dir = Path(job["out_dir"])
