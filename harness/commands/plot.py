@@ -18,16 +18,17 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Write one figure per protocol that has a plot (few_shot, base2new) and print the paths."""
+    from harness.protocols import PROTOCOLS
     from harness.results.collect import dataset_display_and_order, load_records, protocols_in
     from harness.results.plots import PLOTS
 
-    found = [p for p in protocols_in(args.runs) if p in PLOTS]
+    found = [(p, PROTOCOLS.get(p).plot) for p in protocols_in(args.runs) if p in PROTOCOLS and PROTOCOLS.get(p).plot]
     if not found:
-        raise HarnessError(f"no base2new or few_shot runs under {args.runs}")
+        raise HarnessError(f"no runs of a protocol with a figure (base2new, few_shot) under {args.runs}")
     display, order = dataset_display_and_order()
     args.out.mkdir(parents=True, exist_ok=True)
-    for protocol in found:
+    for protocol, figure in found:
         path = args.out / f"{protocol}.png"
-        PLOTS[protocol](load_records(args.runs, protocol), path, display=display, order=order)
+        PLOTS[figure](load_records(args.runs, protocol), path, display=display, order=order)
         print(path)
     return 0

@@ -65,20 +65,20 @@ def restrict(roles: DatasetRoles, protocol: str, requested: Sequence[str] | None
     """
     if requested is None:
         return roles
-    transfer_pool = {"cross_dataset": roles.targets, "domain_generalization": roles.domain_shift}
-    if protocol in transfer_pool:
-        pool: tuple[str, ...] = transfer_pool[protocol]
-    else:
-        pool = ((roles.source,) if roles.source else ()) + roles.targets
+    from harness.protocols import protocol_entry
+
+    kind = protocol_entry(protocol).pool
+    pool: tuple[str, ...] = {"targets": roles.targets, "domain_shift": roles.domain_shift}.get(
+        kind, ((roles.source,) if roles.source else ()) + roles.targets)
     unknown = [name for name in requested if name not in pool]
     if unknown:
         raise HarnessError(
             f"--datasets: {', '.join(unknown)} not used by protocol {protocol}; choose from {', '.join(pool)}"
         )
     keep = [name for name in pool if name in requested]
-    if protocol == "cross_dataset":
+    if kind == "targets":
         return DatasetRoles(roles.source, tuple(keep), roles.domain_shift)
-    if protocol == "domain_generalization":
+    if kind == "domain_shift":
         return DatasetRoles(roles.source, roles.targets, tuple(keep))
     source = roles.source if roles.source in keep else None
     return DatasetRoles(source, tuple(n for n in keep if n != roles.source), roles.domain_shift)

@@ -21,7 +21,12 @@ from harness.results.aggregate import consistency_warnings
 from harness.results.records import read_records
 from harness.run_layout import DONE_NAME, RECORDS_NAME, SPEC_NAME
 
-TRANSFER_PROTOCOLS = ("cross_dataset", "domain_generalization")
+
+def is_transfer(protocol: str) -> bool:
+    """Whether the protocol tests one source model on other datasets (its entry's kind is ``transfer``)."""
+    from harness.protocols import PROTOCOLS
+
+    return protocol in PROTOCOLS and PROTOCOLS.get(protocol).kind == "transfer"
 
 
 def spec_variant(spec: RunSpec) -> str:
@@ -63,7 +68,7 @@ def load_records(out_dir: Path, protocol: str, run_keys: Iterable[str] | None = 
         spec = read_spec(folder)
         for row in read_records(folder / RECORDS_NAME):
             row["variant"] = spec_variant(spec)
-            row["source"] = spec.evals[0].dataset if spec.protocol in TRANSFER_PROTOCOLS else None
+            row["source"] = spec.evals[0].dataset if is_transfer(spec.protocol) else None
             rows.append(row)
     return pd.DataFrame(rows)
 
@@ -85,7 +90,7 @@ def expected_cells(specs: Sequence[RunSpec]) -> pd.DataFrame:
 
 def source_of(specs: Sequence[RunSpec]) -> str | None:
     """The source dataset of transfer-protocol specs (the first evaluation), if they agree on one."""
-    sources = {spec.evals[0].dataset for spec in specs if spec.protocol in TRANSFER_PROTOCOLS and spec.evals}
+    sources = {spec.evals[0].dataset for spec in specs if is_transfer(spec.protocol) and spec.evals}
     return sources.pop() if len(sources) == 1 else None
 
 

@@ -18,12 +18,6 @@ from harness.errors import HarnessError
 from harness.paths import ASSETS_DIR
 
 REFERENCE_DIR = ASSETS_DIR / "reference"
-FILES = {
-    "base2new": "base2new.csv",
-    "cross_dataset": "cross_dataset.csv",
-    "domain_generalization": "domain_generalization.csv",
-    "few_shot": "few_shot.csv",
-}
 PUBLISHED_BACKBONE = "ViT-B/16"
 # Method registry name -> the name the papers print.
 METHOD_DISPLAY = {"zeroshot": "CLIP", "zeroshot_ensemble": "CLIP (ensemble)", "coop": "CoOp", "cocoop": "CoCoOp"}
@@ -34,15 +28,23 @@ def method_display(method: str) -> str:
     return METHOD_DISPLAY.get(method, method)
 
 
+def reference_file(protocol: str) -> str | None:
+    """The file of published numbers the protocol's entry names (``None``: none, or an unknown protocol)."""
+    from harness.protocols import PROTOCOLS
+
+    return PROTOCOLS.get(protocol).reference if protocol in PROTOCOLS else None
+
+
 def reference_path(protocol: str) -> Path:
     """The shipped CSV of published numbers for ``protocol``.
 
     Raises:
         HarnessError: for a protocol without published numbers.
     """
-    if protocol not in FILES:
-        raise HarnessError(f"no published numbers for protocol {protocol!r}; known: {', '.join(FILES)}")
-    return REFERENCE_DIR / FILES[protocol]
+    name = reference_file(protocol)
+    if name is None:
+        raise HarnessError(f"no published numbers for protocol {protocol!r}")
+    return REFERENCE_DIR / name
 
 
 def _tidy(frame: pd.DataFrame, dataset_column: str, columns: list[str], shots: pd.Series | None) -> pd.DataFrame:
@@ -64,22 +66,24 @@ def _tidy(frame: pd.DataFrame, dataset_column: str, columns: list[str], shots: p
 
 @cache
 def published(protocol: str) -> pd.DataFrame:
-    """The published numbers of ``protocol`` in the tidy shape of the module docstring (ViT-B/16 only)."""
+    """The published numbers of ``protocol`` in the tidy shape of the module docstring (ViT-B/16 only).
+
+    The file's columns say its shape: ``base``/``new``/``hm`` (base-to-new) or ``accuracy``; the dataset in
+    ``target_dataset``, ``target`` or ``dataset``; rows filtered to ViT-B/16 where a ``backbone`` column exists;
+    shots from a ``shots`` column, else 16.
+    """
     frame = pd.read_csv(reference_path(protocol), dtype=str, keep_default_na=False)
-    if protocol == "base2new":
-        return _tidy(frame, "dataset", ["base", "new", "hm"], None)
-    if protocol == "cross_dataset":
-        return _tidy(frame, "target_dataset", ["accuracy"], None)
-    if protocol == "domain_generalization":
+    if "backbone" in frame.columns:
         frame = frame[frame["backbone"] == PUBLISHED_BACKBONE].reset_index(drop=True)
-        return _tidy(frame, "target", ["accuracy"], None)
-    frame = frame[frame["backbone"] == PUBLISHED_BACKBONE].reset_index(drop=True)
-    return _tidy(frame, "dataset", ["accuracy"], frame["shots"].astype(int))
+    dataset_column = next(name for name in ("target_dataset", "target", "dataset") if name in frame.columns)
+    columns = ["base", "new", "hm"] if "hm" in frame.columns else ["accuracy"]
+    shots = frame["shots"].astype(int) if "shots" in frame.columns else None
+    return _tidy(frame, dataset_column, columns, shots)
 
 
 def lookup(protocol: str, method: str, dataset_display: str, column: str, shots: int = 16) -> float | None:
     """The published value for (method registry name, dataset display name, column, shots), or ``None``."""
-    if protocol not in FILES:
+    if reference_file(protocol) is None:
         return None
     table = published(protocol)
     match = table[(table["method"] == method_display(method)) & (table["dataset"] == dataset_display)

@@ -26,8 +26,6 @@ from harness.results.aggregate import (
 )
 
 METHOD_ORDER = ("zeroshot", "zeroshot_ensemble", "coop", "cocoop")
-KIND = {"base2new": "base2new", "cross_dataset": "transfer", "domain_generalization": "transfer",
-        "few_shot": "few_shot"}
 COLUMNS = {
     "base2new": ["method", "model", "shots", "dataset", "base", "base_std", "base_ci95", "new", "new_std",
                  "new_ci95", "hm", "seeds", "seeds_expected", "published_base", "published_new", "published_hm",
@@ -41,9 +39,11 @@ COLUMNS = {
 
 def kind_of(protocol: str) -> str:
     """``base2new``, ``transfer`` or ``few_shot``: how a protocol's results are tabulated."""
-    if protocol not in KIND:
-        raise HarnessError(f"no leaderboard for protocol {protocol!r}; known: {', '.join(KIND)}")
-    return KIND[protocol]
+    from harness.protocols import PROTOCOLS
+
+    if protocol not in PROTOCOLS:
+        raise HarnessError(f"no leaderboard for protocol {protocol!r}; known: {', '.join(PROTOCOLS.names())}")
+    return PROTOCOLS.get(protocol).kind
 
 
 def compares_to_published(model: str) -> bool:

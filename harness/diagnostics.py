@@ -3,7 +3,7 @@
 Zero-shot accuracy per dataset (and per rendering style), and the 16-shot linear probe on the source's base
 classes, which bounds what prompt learning can reach.
 
-Run: ``python -m harness.world.diagnostics [--model embedded] [--probe-seeds 1 2 3] [--json OUT]``. It goes
+Run: ``python -m harness.diagnostics [--model embedded] [--probe-seeds 1 2 3] [--json OUT]``. It goes
 through the harness's own data and backbone code (``prepare_task_data``, ``load_backbone``,
 ``split_features``), so it measures what ``harness eval`` measures.
 """
