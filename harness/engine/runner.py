@@ -255,6 +255,8 @@ def training_dir(spec: RunSpec, out_dir: Path, config_digest: str) -> Path:
     """The training folder: keyed by everything that determines the trained model (see the module docstring)."""
     key = "-".join([spec.method, model_slug(spec.model, spec.pretrained), str(spec.train_dataset),
                     spec.train_subsample, f"{spec.shots}shots", f"seed{spec.seed}", config_digest])
+    if spec.draw:  # a few-shot draw beyond the official one trains its own model (key unchanged for draw 0)
+        key += f"-draw{spec.draw}"
     return Path(out_dir) / TRAIN_FOLDER / key
 
 
@@ -273,7 +275,7 @@ def _train_and_evaluate(spec: RunSpec, out_dir: Path, progress: RunProgress, for
         if spec.seed is None or spec.train_dataset is None:
             raise HarnessError(f"run {spec.run_key}: a trained run needs a seed and a training dataset")
         task = prepare_task_data(spec.train_dataset, data_root, shots=spec.shots, seed=spec.seed,
-                                 subsample=spec.train_subsample)
+                                 subsample=spec.train_subsample, draw=spec.draw)
         method = build_method(config.method, backbone, config, task.classnames, task.template)
         folder = training_dir(spec, out_dir, config.digest())
         with locked(folder):
@@ -291,7 +293,7 @@ def _train_and_evaluate(spec: RunSpec, out_dir: Path, progress: RunProgress, for
     records: list[dict[str, Any]] = []
     for evaluation in spec.evals:
         progress.stage(spec, f"evaluating {evaluation.dataset} ({evaluation.subsample})")
-        records += _evaluate_one(spec, evaluation, backbone, config, method, data_root)
+        records += _evaluate_one(spec, evaluation, backbone, config, method, data_root, run_dir(spec, out_dir))
     return records
 
 
@@ -326,11 +328,16 @@ def _set_classes(method: Any, task: Any) -> None:
 
 
 def _evaluate_one(spec: RunSpec, evaluation: EvalSpec, backbone: Any, config: Any, method: Any,
-                  data_root: Path | None) -> list[dict[str, Any]]:
-    """One evaluation of the run's model (a fresh zero-shot classifier for training-free methods) -> records."""
+                  data_root: Path | None, folder: Path) -> list[dict[str, Any]]:
+    """One evaluation of the run's model (a fresh zero-shot classifier for training-free methods) -> records.
+
+    The per-image predictions go to a file in the run ``folder`` (``harness.results.predictions``), named by
+    the records, so that paired comparisons (``harness compare``) need no rerun.
+    """
     from harness.data import prepare_task_data
     from harness.engine import evaluate
     from harness.methods import build_method
+    from harness.results.predictions import evaluation_extra
     from harness.results.records import EvaluationInfo, make_records
 
     start = time.monotonic()
@@ -349,4 +356,5 @@ def _evaluate_one(spec: RunSpec, evaluation: EvalSpec, backbone: Any, config: An
         run_key=spec.run_key, train_dataset=spec.train_dataset,
     )
     metrics = {"accuracy": result.accuracy, "macro_f1": result.macro_f1}
-    return make_records(info, metrics, n_images=result.n_images, duration_s=time.monotonic() - start)
+    extra = evaluation_extra(folder, spec, evaluation, result)
+    return make_records(info, metrics, n_images=result.n_images, duration_s=time.monotonic() - start, extra=extra)
