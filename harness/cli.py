@@ -17,6 +17,7 @@ from harness.errors import HarnessError
 COMMAND_MODULES = (
     "harness.commands.run",
     "harness.commands.table",
+    "harness.commands.compare",
     "harness.commands.plot",
     "harness.commands.eval",
     "harness.commands.train",
