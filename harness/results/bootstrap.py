@@ -119,6 +119,7 @@ def summarize_measures(observed: Mapping[str, np.ndarray], replicates: Mapping[s
     Args:
         observed: part -> ``(2,)`` observed accuracies of A and B.
         replicates: part -> ``(2, R)`` replicated accuracies.
+        confidence: the interval's level (0.95).
     """
     rows = []
     observed_measures, replicated_measures = measures_of(observed), measures_of(replicates)

@@ -73,7 +73,8 @@ def compare_methods(evaluations: pd.DataFrame, protocol: str, method_a: str, met
     Args:
         evaluations: ``harness.results.evaluations.load_evaluations`` of the protocol.
         protocol: the protocol name (``base2new`` compares base, new and H).
-        method_a, method_b: registry names of the two methods.
+        method_a: registry name of method A.
+        method_b: registry name of method B.
         order: dataset order of the rows (others follow by name).
         settings: replicates, seed and confidence of the bootstrap.
 
