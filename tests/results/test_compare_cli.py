@@ -33,12 +33,13 @@ def write_run(out: Path, method: str, seed: int | None, accuracy: dict[str, floa
     for part, value in accuracy.items():
         labels = rng.integers(0, 3, N_IMAGES)
         preds = np.where(np.arange(N_IMAGES) < round(value * N_IMAGES), labels, (labels + 1) % 3)
-        info = EvaluationInfo(method, DATASET, "test", part, "embedded", "0" * 64, "1" * 64, "cfg", 16 if seed else None,
-                              seed, "base2new", key, DATASET)
+        info = EvaluationInfo(method, DATASET, "test", part, "embedded", "0" * 64, "1" * 64, "cfg",
+                              16 if seed else None, seed, "base2new", key, DATASET)
         extra = {}
         if predictions:
+            impaths = [f"{part}/{i}.png" for i in range(N_IMAGES)]
             extra["predictions"] = save_predictions(folder, DATASET, part, "test", labels=labels.tolist(),
-                                                    preds=preds.tolist(), impaths=[f"{part}/{i}.png" for i in range(N_IMAGES)])
+                                                    preds=preds.tolist(), impaths=impaths)
         records += make_records(info, {"accuracy": 100.0 * float(np.mean(labels == preds))}, n_images=N_IMAGES,
                                 duration_s=0.0, extra=extra)
     append_records(folder / RECORDS_NAME, records)
