@@ -8,7 +8,7 @@ turns two methods' rows of one dataset into the correctness arrays ``harness.res
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,15 +26,17 @@ NO_RUN = (NO_SEED, 0)
 COLUMNS = ["method", "variant", "dataset", "subsample", "shots", "seed", "draw", "value", "predictions", "role"]
 
 
-def load_evaluations(out_dir: Path, protocol: str) -> pd.DataFrame:
+def load_evaluations(out_dir: Path, protocol: str, run_keys: Iterable[str] | None = None) -> pd.DataFrame:
     """Test-accuracy evaluations of the finished runs of ``protocol`` under ``out_dir`` (see module docstring).
 
+    ``run_keys`` keeps only those runs (a plan's), as ``harness.results.collect.load_records`` does.
     Seeds and shots of training-free runs are ``-1`` (``NO_SEED``) and the draw defaults to 0. ``role`` is
     ``source`` for the training dataset of a transfer protocol, else ``target``.
     """
+    wanted = set(run_keys) if run_keys is not None else None
     rows = []
     for folder in run_folders(out_dir, protocol):
-        if not (folder / DONE_NAME).is_file():
+        if not (folder / DONE_NAME).is_file() or (wanted is not None and folder.name not in wanted):
             continue
         spec = read_spec(folder)
         source = spec.evals[0].dataset if spec.protocol in TRANSFER_PROTOCOLS and spec.evals else None
