@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import pandas as pd
 
+from harness.errors import HarnessError
 from harness.results.aggregate import AVERAGE, NO_SEED, harmonic_mean
 from harness.results.bootstrap import VERDICT_NONE
 from harness.results.compare import CompareSettings, compare_methods
@@ -75,12 +76,22 @@ def noise_marks(evaluations: pd.DataFrame, protocol: str, settings: CompareSetti
                 if other == best:
                     continue
                 if (best, other) not in compared:
-                    compared[(best, other)] = compare_methods(group, protocol, best, other, settings=settings)
+                    compared[(best, other)] = _compare(group, protocol, best, other, settings)
                 table = compared[(best, other)]
                 match = table[(table["dataset"] == dataset) & (table["measure"] == measure)]
                 if len(match) and match.iloc[0]["verdict"] == VERDICT_NONE:
                     rows.append(_mark_row(other, dataset, shots, WITHIN_NOISE))
     return pd.DataFrame(rows, columns=MARK_COLUMNS)
+
+
+def _compare(group: pd.DataFrame, protocol: str, best: str, other: str, settings: CompareSettings) -> pd.DataFrame:
+    """The paired comparison, or an empty table when the runs cannot be paired (then no mark, not an error:
+    a leaderboard must still print; ``harness compare`` names the reason).
+    """
+    try:
+        return compare_methods(group, protocol, best, other, settings=settings)
+    except HarnessError:
+        return pd.DataFrame(columns=["dataset", "measure", "verdict"])
 
 
 def _mark_row(key: str, dataset: str, shots: int | None, mark: str) -> dict[str, object]:
