@@ -85,8 +85,10 @@ def noise_marks(evaluations: pd.DataFrame, protocol: str, settings: CompareSetti
 
 
 def _compare(group: pd.DataFrame, protocol: str, best: str, other: str, settings: CompareSettings) -> pd.DataFrame:
-    """The paired comparison, or an empty table when the runs cannot be paired (then no mark, not an error:
-    a leaderboard must still print; ``harness compare`` names the reason).
+    """The paired comparison, or an empty table when the runs cannot be paired.
+
+    Unpairable runs get no mark rather than an error: a leaderboard must still print, and ``harness compare``
+    names the reason.
     """
     try:
         return compare_methods(group, protocol, best, other, settings=settings)
