@@ -107,3 +107,14 @@ def test_predictions_file_round_trip(tmp_path: Path) -> None:
     loaded = load_predictions(tmp_path / name)
     assert name == "predictions-d-new-test.npz" and loaded.correct.tolist() == [1.0, 0.0, 1.0]
     assert not list(tmp_path.glob("*.tmp"))
+
+
+def test_forest_plot_is_written_and_byte_identical_on_rerun(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    folder = runs(tmp_path / "runs")
+    for name in ("one", "two"):
+        assert main(["plot", "--runs", str(folder), "--out", str(tmp_path / name), "--compare", "coop,cocoop",
+                     "--resamples", "200"]) == 0
+    name = "compare-base2new-coop-cocoop.png"
+    first = (tmp_path / "one" / name).read_bytes()
+    assert first[:8] == b"\x89PNG\r\n\x1a\n" and first == (tmp_path / "two" / name).read_bytes()
+    assert main(["plot", "--runs", str(folder), "--out", str(tmp_path), "--compare", "coop,clipadapter"]) == 2
