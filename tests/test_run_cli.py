@@ -14,6 +14,7 @@ from harness.engine.runner import execute_run
 from harness.errors import HarnessError
 from harness.protocols.build import make_plan
 from harness.protocols.spec import RunContext
+from harness.results.predictions import load_predictions
 from harness.results.records import read_records
 
 
@@ -46,6 +47,11 @@ def test_run_then_rerun_skips_and_prints_the_table(inputs: tuple[Path, Path], tm
     assert [(r["subsample"], r["metric"]) for r in records] == [
         ("base", "accuracy"), ("base", "macro_f1"), ("new", "accuracy"), ("new", "macro_f1")]
     assert records[0]["seed"] is None and records[0]["n_images"] == 2 * 3
+    # per-image predictions beside the records, named by them (harness compare reads them)
+    assert records[0]["predictions"] == "predictions-dtd-base-test.npz" and "draw" not in records[0]
+    predictions = load_predictions(folder / records[2]["predictions"])
+    assert len(predictions.labels) == 2 * 3
+    assert 100.0 * predictions.correct.mean() == pytest.approx(records[2]["value"])
     stamp = (folder / "DONE").stat().st_mtime_ns
     assert main(args(inputs, out)) == 0
     assert "1 already done, 0 to run" in capsys.readouterr().err
