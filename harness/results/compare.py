@@ -10,7 +10,7 @@ from __future__ import annotations
 import io
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
@@ -84,34 +84,50 @@ def compare_methods(evaluations: pd.DataFrame, protocol: str, method_a: str, met
     settings = settings or CompareSettings()
     a, b = _method_rows(evaluations, method_a), _method_rows(evaluations, method_b)
     subsamples = ("base", "new") if protocol == "base2new" else ("all",)
-    rng = np.random.default_rng(settings.seed)
-    weights: dict[tuple, np.ndarray] = {}  # one seed resample per set of paired runs, shared by datasets
+    resampler = _Resampler(settings, np.random.default_rng(settings.seed))
     rows: list[dict[str, object]] = []
     for shots, shots_a, shots_b in _shot_groups(a, b):
-        part_a, part_b = a[a["shots"] == shots_a], b[b["shots"] == shots_b]
-        pooled = []
-        for dataset in _datasets(part_a, part_b, order):
-            paired = paired_dataset(part_a[part_a["dataset"] == dataset], part_b[part_b["dataset"] == dataset],
-                                    subsamples)
-            head = {"protocol": protocol, "shots": None if shots == NO_SEED else shots, "dataset": dataset}
-            if paired is None:
-                rows.append({**head, "measure": subsamples[0], "note": "no paired runs", "runs": 0})
-                continue
-            if paired.units not in weights:
-                weights[paired.units] = bootstrap.seed_weights(rng, len(paired.units), settings.resamples)
-            result = _dataset_rows(paired, weights[paired.units], rng, settings)
-            rows += [{**head, **row} for row in result[0]]
-            if _role(part_a, dataset) != "source":
-                pooled.append((paired, result[1], result[2]))
-        if pooled:
-            rows += [{"protocol": protocol, "shots": None if shots == NO_SEED else shots, "dataset": AVERAGE, **row}
-                     for row in _average_rows(pooled, settings)]
+        head = {"protocol": protocol, "shots": None if shots == NO_SEED else shots}
+        rows += _group_rows(a[a["shots"] == shots_a], b[b["shots"] == shots_b], head, subsamples, order, resampler)
     if not rows:
         raise HarnessError(f"{method_a} and {method_b} have no dataset of {protocol} in common")
     table = pd.DataFrame(rows).reindex(columns=COLUMNS)
     table["method_a"], table["method_b"] = method_a, method_b
     table["measure"] = table["measure"].map(lambda m: MEASURE_NAMES.get(str(m), m))
     return table
+
+
+@dataclass
+class _Resampler:
+    """The bootstrap's generator, and one seed resample per set of paired runs, shared by datasets."""
+
+    settings: CompareSettings
+    rng: np.random.Generator
+    weights: dict[tuple, np.ndarray] = field(default_factory=dict)
+
+    def seeds_for(self, units: tuple) -> np.ndarray:
+        if units not in self.weights:
+            self.weights[units] = bootstrap.seed_weights(self.rng, len(units), self.settings.resamples)
+        return self.weights[units]
+
+
+def _group_rows(a: pd.DataFrame, b: pd.DataFrame, head: dict[str, object], subsamples: Sequence[str],
+                order: Sequence[str], resampler: _Resampler) -> list[dict[str, object]]:
+    """The rows of one shot count: each dataset both methods ran, then the Average over the targets."""
+    rows: list[dict[str, object]] = []
+    pooled = []
+    for dataset in _datasets(a, b, order):
+        paired = paired_dataset(a[a["dataset"] == dataset], b[b["dataset"] == dataset], subsamples)
+        if paired is None:
+            rows.append({**head, "dataset": dataset, "measure": subsamples[0], "note": "no paired runs", "runs": 0})
+            continue
+        result = _dataset_rows(paired, resampler.seeds_for(paired.units), resampler.rng, resampler.settings)
+        rows += [{**head, "dataset": dataset, **row} for row in result[0]]
+        if _role(a, dataset) != "source":
+            pooled.append((paired, result[1], result[2]))
+    if pooled:
+        rows += [{**head, "dataset": AVERAGE, **row} for row in _average_rows(pooled, resampler.settings)]
+    return rows
 
 
 def _datasets(a: pd.DataFrame, b: pd.DataFrame, order: Sequence[str]) -> list[str]:
