@@ -161,3 +161,22 @@ def test_num_workers_reaches_every_evaluation(inputs: tuple[Path, Path], tmp_pat
     monkeypatch.setattr(evaluate_module, "split_features", spy)
     assert main(args(inputs, tmp_path / "runs", "--set", "num_workers=1")) == 0
     assert seen == [1, 1]  # base and new test splits
+
+
+def test_draws_train_one_model_per_draw_and_tables_count_them(inputs: tuple[Path, Path], tmp_path: Path,
+                                                             capsys: pytest.CaptureFixture[str]) -> None:
+    data_root, backbone = inputs
+    out = tmp_path / "runs"
+    assert main(["run", "--method", "coop", "--protocol", "base2new", "--datasets", "dtd", "--data-root",
+                 str(data_root), "--model", str(backbone), "--seeds", "1,2", "--draws", "2", "--set", "max_epoch=1",
+                 "--set", "ctx_init=", "--out", str(out)]) == 0  # the fixture tokenizer splits "a photo of a"
+    folders = sorted(p.name.split("-seed")[1].split("-v")[0] for p in (out / "base2new").iterdir())
+    assert folders == ["1", "1-draw1", "2", "2-draw1"]
+    draw1 = next(out.glob("base2new/*seed1-draw1*"))
+    records = read_records(draw1 / "records.jsonl")
+    assert {r["draw"] for r in records} == {1} and all(r["predictions"] for r in records)
+    official = next(p for p in (out / "base2new").iterdir() if "seed1" in p.name and "draw" not in p.name)
+    assert all("draw" not in r for r in read_records(official / "records.jsonl"))
+    assert len(list((out / "train").iterdir())) == 4  # one trained model per (seed, draw)
+    table = capsys.readouterr().out
+    assert "| CoOp | backbone-v" in table and "| 4 |" in table and "Std: draw / training" in table
