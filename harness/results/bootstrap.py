@@ -40,6 +40,26 @@ def seed_weights(rng: np.random.Generator, n_seeds: int, resamples: int) -> np.n
     return rng.multinomial(n_seeds, np.full(n_seeds, 1.0 / n_seeds), size=resamples).astype(np.float64)
 
 
+def run_weights(rng: np.random.Generator, units: Sequence[tuple[int, int]], resamples: int) -> np.ndarray:
+    """``(R, U)`` weights of the paired runs ``(seed, draw)``: seeds resampled, then draws within each seed.
+
+    Without several draws per seed this is ``seed_weights``. With ``--draws`` runs, the seeds are drawn with
+    replacement and, for each seed, its draws with replacement (a nested bootstrap: the draws of a seed share
+    its training seed, so they are not independent runs); a run's weight is its seed's count times its own
+    count over the seed's number of draws, so each row sums to the number of seeds.
+    """
+    seeds = sorted({seed for seed, _ in units})
+    if len(seeds) == len(units):
+        return seed_weights(rng, len(units), resamples)
+    per_seed = seed_weights(rng, len(seeds), resamples)
+    weights = np.zeros((resamples, len(units)))
+    for column, seed in enumerate(seeds):
+        members = [i for i, unit in enumerate(units) if unit[0] == seed]
+        draws = seed_weights(rng, len(members), resamples)
+        weights[:, members] = per_seed[:, [column]] * draws / len(members)
+    return weights
+
+
 def image_counts(rng: np.random.Generator, n_images: int, resamples: int) -> np.ndarray:
     """``(R, n)`` counts: how often each test image is drawn in each replicate (each row sums to n)."""
     picks = rng.integers(0, n_images, size=(resamples, n_images))
@@ -53,7 +73,7 @@ def replicate_accuracies(correct: np.ndarray, seeds: np.ndarray, rng: np.random.
 
     Args:
         correct: 1.0/0.0 per method, paired run and image (or per-run accuracies as fractions with n = 1).
-        seeds: ``(R, S)`` run counts per replicate (``seed_weights``).
+        seeds: ``(R, S)`` run weights per replicate (``seed_weights`` or ``run_weights``).
         rng: draws the image resamples, shared by all methods and runs of a replicate.
     """
     methods, n_runs, n_images = correct.shape
@@ -67,7 +87,7 @@ def replicate_accuracies(correct: np.ndarray, seeds: np.ndarray, rng: np.random.
         counts = image_counts(rng, n_images, stop - start)
         # per_run[m, r, s]: accuracy of method m, run s on the images of replicate r.
         per_run = np.einsum("msn,rn->mrs", correct, counts) / n_images
-        out[:, start:stop] = (per_run * seeds[None, start:stop]).sum(axis=2) / n_runs
+        out[:, start:stop] = (per_run * seeds[None, start:stop]).sum(axis=2) / seeds[None, start:stop].sum(axis=2)
     return 100.0 * out
 
 

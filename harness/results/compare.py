@@ -27,7 +27,8 @@ SEEDS_AND_IMAGES, SEEDS_ONLY, MIXED = "seeds x images", "seeds only", "mixed"
 METHOD_TEXT = (
     "Paired difference A − B (points), observed, with a 95% two-way bootstrap interval ({resamples} replicates, "
     "seed {seed}): each replicate resamples the paired runs (by seed, which fixes the same few-shot draw for "
-    "both methods; a training-free method pairs with every seed) and the test images (the same resampled "
+    "both methods, and then by draw within a seed with --draws; a training-free method pairs with every seed) "
+    "and the test images (the same resampled "
     "images for both methods and every seed), then recomputes every mean, H = 2BN/(B+N) and the Average "
     "from them. Interval \"seeds only\": a run without per-image predictions (made before they were saved); "
     "only its seeds are resampled, which with few seeds is crude. Verdict: a method is better when the whole "
@@ -107,7 +108,7 @@ class _Resampler:
 
     def seeds_for(self, units: tuple) -> np.ndarray:
         if units not in self.weights:
-            self.weights[units] = bootstrap.seed_weights(self.rng, len(units), self.settings.resamples)
+            self.weights[units] = bootstrap.run_weights(self.rng, units, self.settings.resamples)
         return self.weights[units]
 
 

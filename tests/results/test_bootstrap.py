@@ -110,3 +110,15 @@ def test_verdict_words() -> None:
     assert bootstrap.verdict(0.1, 2.0) == "A better"
     assert bootstrap.verdict(-2.0, -0.1) == "B better"
     assert bootstrap.verdict(-0.1, 0.1) == "no difference at 95%"
+
+
+def test_runs_with_draws_are_resampled_by_seed_then_by_draw_within_the_seed() -> None:
+    units = [(1, 0), (1, 1), (1, 2), (2, 0), (2, 1), (2, 2)]
+    weights = bootstrap.run_weights(np.random.default_rng(4), units, 500)
+    assert weights.shape == (500, 6) and np.allclose(weights.sum(axis=1), 2.0)  # two seeds drawn per replicate
+    per_seed = np.stack([weights[:, :3].sum(axis=1), weights[:, 3:].sum(axis=1)], axis=1)
+    assert np.allclose(per_seed, np.round(per_seed)) and set(np.unique(per_seed)) == {0.0, 1.0, 2.0}
+    assert (weights[:, :3] * 3 / np.maximum(per_seed[:, :1], 1)).round(9).tolist() == \
+        (weights[:, :3] * 3 / np.maximum(per_seed[:, :1], 1)).round().tolist()  # whole draw counts within a seed
+    flat = bootstrap.run_weights(np.random.default_rng(4), [(1, 0), (2, 0), (3, 0)], 50)
+    assert np.array_equal(flat, bootstrap.seed_weights(np.random.default_rng(4), 3, 50))
