@@ -18,8 +18,9 @@ from harness.results.compare import CompareSettings, compare_methods
 
 BEST, WITHIN_NOISE = "best", "within noise"
 MARK_COLUMNS = ["method", "variant", "dataset", "shots", "vs_best"]
-MARKS_RULE = ("**bold**: the best method on that dataset; †: not distinguishable from the best at 95% (paired "
-              "bootstrap over seeds and test images, as harness compare)")
+MARKS_RULE = ("**bold**: the best method on that dataset (by H in base-to-new, else accuracy; per shot count in "
+              "few-shot); †: not distinguishable from the best at 95% (paired bootstrap over seeds and test "
+              "images, as harness compare)")
 SEPARATOR = "\x1f"  # joins method and variant into one comparison key; never part of a name
 MARK_SETTINGS = CompareSettings(resamples=1000, seed=0)
 
