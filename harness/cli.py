@@ -19,6 +19,7 @@ from harness.notices import format_warnings
 COMMAND_MODULES = (
     "harness.commands.run",
     "harness.commands.table",
+    "harness.commands.compare",
     "harness.commands.plot",
     "harness.commands.eval",
     "harness.commands.train",

@@ -38,6 +38,8 @@ def training_dir(spec: RunSpec, out_dir: Path, config_digest: str) -> Path:
     """The training folder: keyed by everything that determines the trained model (see the module docstring)."""
     key = "-".join([spec.method, model_slug(spec.model, spec.pretrained), str(spec.train_dataset),
                     spec.train_subsample, f"{spec.shots}shots", f"seed{spec.seed}", config_digest])
+    if spec.draw:  # a few-shot draw beyond the official one trains its own model (key unchanged for draw 0)
+        key += f"-draw{spec.draw}"
     return Path(out_dir) / TRAIN_FOLDER / key
 
 

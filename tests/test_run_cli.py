@@ -14,6 +14,7 @@ from harness.engine.runner import execute_run
 from harness.errors import HarnessError
 from harness.protocols.build import make_plan
 from harness.protocols.spec import RunContext
+from harness.results.predictions import load_predictions
 from harness.results.records import read_records
 
 
@@ -46,6 +47,11 @@ def test_run_then_rerun_skips_and_prints_the_table(inputs: tuple[Path, Path], tm
     assert [(r["subsample"], r["metric"]) for r in records] == [
         ("base", "accuracy"), ("base", "macro_f1"), ("new", "accuracy"), ("new", "macro_f1")]
     assert records[0]["seed"] is None and records[0]["n_images"] == 2 * 3
+    # per-image predictions beside the records, named by them (harness compare reads them)
+    assert records[0]["predictions"] == "predictions-dtd-base-test.npz" and "draw" not in records[0]
+    predictions = load_predictions(folder / records[2]["predictions"])
+    assert len(predictions.labels) == 2 * 3
+    assert 100.0 * predictions.correct.mean() == pytest.approx(records[2]["value"])
     stamp = (folder / "DONE").stat().st_mtime_ns
     assert main(args(inputs, out)) == 0
     assert "1 already done, 0 to run" in capsys.readouterr().err
@@ -157,3 +163,22 @@ def test_num_workers_reaches_every_evaluation(inputs: tuple[Path, Path], tmp_pat
     monkeypatch.setattr(evaluate_module, "split_features", spy)
     assert main(args(inputs, tmp_path / "runs", "--set", "num_workers=1")) == 0
     assert seen == [1, 1]  # base and new test splits
+
+
+def test_draws_train_one_model_per_draw_and_tables_count_them(inputs: tuple[Path, Path], tmp_path: Path,
+                                                             capsys: pytest.CaptureFixture[str]) -> None:
+    data_root, backbone = inputs
+    out = tmp_path / "runs"
+    assert main(["run", "--method", "coop", "--protocol", "base2new", "--datasets", "dtd", "--data-root",
+                 str(data_root), "--model", str(backbone), "--seeds", "1,2", "--draws", "2", "--set", "max_epoch=1",
+                 "--set", "ctx_init=", "--out", str(out)]) == 0  # the fixture tokenizer splits "a photo of a"
+    folders = sorted(p.name.split("-seed")[1].split("-v")[0] for p in (out / "base2new").iterdir())
+    assert folders == ["1", "1-draw1", "2", "2-draw1"]
+    draw1 = next(out.glob("base2new/*seed1-draw1*"))
+    records = read_records(draw1 / "records.jsonl")
+    assert {r["draw"] for r in records} == {1} and all(r["predictions"] for r in records)
+    official = next(p for p in (out / "base2new").iterdir() if "seed1" in p.name and "draw" not in p.name)
+    assert all("draw" not in r for r in read_records(official / "records.jsonl"))
+    assert len(list((out / "train").iterdir())) == 4  # one trained model per (seed, draw)
+    table = capsys.readouterr().out
+    assert "| CoOp | backbone-v" in table and "| 4 |" in table and "Std: draw / training" in table

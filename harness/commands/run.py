@@ -31,6 +31,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                         help="default 1,2,3")
     parser.add_argument("--shots", type=argtypes.positive_int, default=None,
                         help="shots per class (default: the protocol's)")
+    parser.add_argument("--draws", type=argtypes.positive_int, default=1,
+                        help="few-shot draws per seed (few_shot, base2new; default 1 = the official draw only)")
     parser.add_argument("--data-root", type=Path, default=None, help="folder of the real datasets")
     parser.add_argument("--out", type=Path, default=Path(DEFAULT_OUT), help=f"output folder (default {DEFAULT_OUT}/)")
     parser.add_argument("--model", default="embedded", help="backbone (default: the embedded tiny CLIP)")
@@ -73,7 +75,7 @@ def run(args: argparse.Namespace) -> int:
     data_root = str(args.data_root.resolve()) if args.data_root is not None else None
     context = RunContext(args.model, args.pretrained, data_root, args.device, args.precision, overrides, includes)
     specs = make_plan(args.protocol, args.method, datasets=args.datasets, seeds=args.seeds, shots=args.shots,
-                      context=context)
+                      context=context, draws=args.draws)
     if args.dry_run:
         print(format_plan(specs, args.out), end="")
         return 0

@@ -7,12 +7,18 @@ after ``random.seed(seed)``; ``random.Random(seed)`` yields the same stream, so 
 ``random.Random(seed)`` and sampling train (K) then val (min(K, 4)) from it reproduces the official
 selection for the same split file.
 
-The index at ``<cache>/fewshot/<dataset>/split_<sha>/shot_<K>-seed_<S>.json`` stores the selected image
-paths (relative to the dataset's image folder) under ``train`` and ``val`` (``val`` is null when val is not
-sampled, ImageNet), and the split file's sha256 it was drawn from. ``<sha>`` is the start of that sha256:
+The index at ``<cache>/fewshot/<dataset>/split_<sha>/shot_<K>-seed_<S>[-draw_<D>].json`` stores the selected
+image paths (relative to the dataset's image folder) under ``train`` and ``val`` (``val`` is null when val is
+not sampled, ImageNet), and the split file's sha256 it was drawn from. ``<sha>`` is the start of that sha256:
 the same dataset under two data roots with different split files keeps two indexes instead of one
 overwriting the other. An index written before the split checksum was part of the path
 (``<dataset>/shot_<K>-seed_<S>.json``) is still read when it was drawn from the same split file.
+
+Draws (``harness run --draws N``, an extension beyond the official single draw per seed): draw 0 is the
+official selection above; draw d > 0 of seed s samples the same way from ``random.Random("fewshot-seed<s>-
+draw<d>")`` (a string seed: Python hashes it with sha512, so the stream is fixed across machines and runs, and
+no (seed, draw) pair shares the stream of another or of an official seed). Its index has ``-draw_<d>`` in its
+name.
 """
 
 from __future__ import annotations
@@ -49,14 +55,22 @@ def sample_few_shot(items: Sequence[Datum], shots: int, rng: random.Random) -> l
     return selected
 
 
+def draw_rng(seed: int, draw: int = 0) -> random.Random:
+    """The generator of few-shot draw ``draw`` of ``seed``: ``random.Random(seed)`` (official) for draw 0."""
+    if draw < 0:
+        raise ValueError(f"draw must be at least 0, got {draw}")
+    return random.Random(seed) if draw == 0 else random.Random(f"fewshot-seed{seed}-draw{draw}")
+
+
 def sample_train_val(
-    train: Sequence[Datum], val: Sequence[Datum] | None, shots: int, seed: int
+    train: Sequence[Datum], val: Sequence[Datum] | None, shots: int, seed: int, draw: int = 0
 ) -> tuple[list[Datum], list[Datum] | None]:
     """The official selection: train with K, then val with min(K, 4), from ONE generator seeded with ``seed``.
 
-    ``val=None`` samples train only (ImageNet, whose val is the test set).
+    ``val=None`` samples train only (ImageNet, whose val is the test set). ``draw`` > 0 draws from another
+    generator (``draw_rng``); draw 0 is the official selection.
     """
-    rng = random.Random(seed)
+    rng = draw_rng(seed, draw)
     few_train = sample_few_shot(train, shots, rng)
     few_val = sample_few_shot(val, min(shots, 4), rng) if val is not None else None
     return few_train, few_val
@@ -66,16 +80,17 @@ SPLIT_KEY_CHARS = 16  # of the split file's sha256 in the index path: plenty to 
 
 
 def fewshot_index_path(dataset: str, shots: int, seed: int, split_sha256: str | None = None,
-                       root: Path | None = None) -> Path:
-    """Where the index of (dataset, split file, K, seed) lives.
+                       root: Path | None = None, draw: int = 0) -> Path:
+    """Where the index of (dataset, split file, K, seed, draw) lives.
 
-    ``<cache>/fewshot/<dataset>/split_<sha>/shot_<K>-seed_<S>.json``; without ``split_sha256``, the path of
-    an index written before the split checksum was part of the key (``<dataset>/shot_<K>-seed_<S>.json``).
+    ``<cache>/fewshot/<dataset>/split_<sha>/shot_<K>-seed_<S>[-draw_<D>].json``; without ``split_sha256``, the
+    path of an index written before the split checksum was part of the key (``<dataset>/shot_<K>-seed_<S>.json``).
     """
     base = (Path(root) if root is not None else cache_dir()) / "fewshot" / dataset
     if split_sha256 is not None:
         base = base / f"split_{split_sha256[:SPLIT_KEY_CHARS]}"
-    return base / f"shot_{shots}-seed_{seed}.json"
+    suffix = f"-draw_{draw}" if draw else ""
+    return base / f"shot_{shots}-seed_{seed}{suffix}.json"
 
 
 def _legacy_selection(dataset: str, shots: int, seed: int, split_sha256: str,
@@ -127,15 +142,16 @@ def load_or_build_fewshot(
     shots: int,
     seed: int,
     split_sha256: str,
+    draw: int = 0,
 ) -> tuple[list[Datum], list[Datum] | None, Path]:
-    """Reuse the recorded selection for (dataset, K, seed) or sample it and record it atomically.
+    """Reuse the recorded selection for (dataset, K, seed, draw) or sample it and record it atomically.
 
     Returns:
         ``(train, val, index_path)``; ``val`` is None when ``val`` was None (not sampled).
     """
-    path = fewshot_index_path(dataset, shots, seed, split_sha256)
+    path = fewshot_index_path(dataset, shots, seed, split_sha256, draw=draw)
     data = _read_index(path, split_sha256, val is not None) if path.exists() else None
-    if data is None and not path.exists():
+    if data is None and not path.exists() and not draw:  # only official draws existed before the split key
         data = _legacy_selection(dataset, shots, seed, split_sha256, val is not None)
         if data is not None:  # carry the old selection over to the new path, so it stays the one used
             write_json_atomic(path, {**data, "split_sha256": split_sha256}, indent=1)
@@ -143,8 +159,8 @@ def load_or_build_fewshot(
         few_train = _select(train, data["train"], path, "train")
         few_val = _select(val, data["val"], path, "val") if val is not None else None
         return few_train, few_val, path
-    few_train, few_val = sample_train_val(train, val, shots, seed)
-    record = {
+    few_train, few_val = sample_train_val(train, val, shots, seed, draw)
+    record: dict[str, object] = {
         "version": INDEX_VERSION,
         "dataset": dataset,
         "shots": shots,
@@ -153,5 +169,7 @@ def load_or_build_fewshot(
         "train": [item.impath for item in few_train],
         "val": [item.impath for item in few_val] if few_val is not None else None,
     }
+    if draw:
+        record["draw"] = draw
     write_json_atomic(path, record, indent=1)
     return few_train, few_val, path

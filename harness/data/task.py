@@ -65,7 +65,7 @@ def resolve_data_root(card: DatasetCard, data_root: Path | None) -> Path:
 
 
 def _sample(card: DatasetCard, raw_train: list[Datum], raw_val: list[Datum], shots: int | None,
-            seed: int | None, split_sha256: str) -> tuple[list[Datum], list[Datum] | None, Path | None]:
+            seed: int | None, split_sha256: str, draw: int = 0) -> tuple[list[Datum], list[Datum] | None, Path | None]:
     """Few-shot train/val (val None = not sampled, it is the test set); unchanged when shots is None or < 1."""
     val_sampled = None if card.val_is_test else raw_val
     if shots is None or shots < 1:  # the official code samples only when NUM_SHOTS >= 1
@@ -76,7 +76,8 @@ def _sample(card: DatasetCard, raw_train: list[Datum], raw_val: list[Datum], sho
     if seed is None:
         raise DataError(f"few-shot sampling of {card.name} ({shots} shots) needs an explicit seed")
     _warn_short_classes(card.name, raw_train, shots)
-    return load_or_build_fewshot(card.name, raw_train, val_sampled, shots=shots, seed=seed, split_sha256=split_sha256)
+    return load_or_build_fewshot(card.name, raw_train, val_sampled, shots=shots, seed=seed, split_sha256=split_sha256,
+                                 draw=draw)
 
 
 def _warn_short_classes(dataset: str, train: list[Datum], shots: int) -> None:
@@ -119,6 +120,7 @@ def prepare_task_data(
     subsample: str = "all",
     generate_split: bool = False,
     split_seed: int = 1,
+    draw: int = 0,
 ) -> TaskData:
     """Read ``dataset`` and apply few-shot sampling and the base/new class split as the official code does.
 
@@ -130,6 +132,7 @@ def prepare_task_data(
         subsample: ``all``, ``base`` or ``new``.
         generate_split: allow a fresh random split when the official split file is missing (warns).
         split_seed: seed of that fresh split.
+        draw: the few-shot draw of ``seed`` (0: the official selection; see ``harness.data.fewshot``).
 
     Raises:
         DataError: missing folder or split file, an image listed but not on disk, a malformed entry.
@@ -150,7 +153,7 @@ def prepare_task_data(
     if card.test_only:
         train, val, test, index = raw.test, [], raw.test, None
     else:
-        train, val_sampled, index = _sample(card, raw.train, raw.val, shots, seed, raw.split_sha256)
+        train, val_sampled, index = _sample(card, raw.train, raw.val, shots, seed, raw.split_sha256, draw)
         val = val_sampled if val_sampled is not None else raw.test
         train, val, test = split_base_new([train, val, raw.test], subsample)
     classnames = _check_labels(train, {"val": val, "test": test}, raw.source)

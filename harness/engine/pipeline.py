@@ -7,7 +7,7 @@ evaluation -> records. Each verb (and the protocol runner) calls these functions
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -59,12 +59,15 @@ def cached_backbone(model: str, pretrained: str | None, device: str, precision: 
 
 
 def load_task(dataset: str, data_root: Path | str | None, *, shots: int | None, seed: int | None,
-              subsample: str) -> Any:
-    """The task data (``harness.data.TaskData``) of a dataset: few-shot train/val, test, base/new classes."""
+              subsample: str, draw: int = 0) -> Any:
+    """The task data (``harness.data.TaskData``) of a dataset: few-shot train/val, test, base/new classes.
+
+    ``draw`` > 0 is a few-shot draw beyond the official one (``harness run --draws``).
+    """
     from harness.data import prepare_task_data
 
     return prepare_task_data(dataset, Path(data_root) if data_root else None, shots=shots, seed=seed,
-                             subsample=subsample)
+                             subsample=subsample, draw=draw)
 
 
 def build_for_task(config: MethodConfig | None, backbone: Any, task: Any, weights: Path | None = None,
@@ -100,8 +103,13 @@ class RecordContext:
 
 
 def evaluate_to_records(method: Any, backbone: Any, task: Any, config: MethodConfig, split: str,
-                        context: RecordContext, batch_size: int | None = None) -> tuple[EvalResult, list[dict]]:
-    """Evaluate ``method`` on one split of ``task`` and make its records (nothing is written here)."""
+                        context: RecordContext, batch_size: int | None = None,
+                        extra: Callable[[EvalResult], dict[str, Any]] | None = None) -> tuple[EvalResult, list[dict]]:
+    """Evaluate ``method`` on one split of ``task`` and make its records.
+
+    ``extra`` makes further record keys from the result (the protocol runner saves the per-image predictions
+    there and names the file); nothing else is written here.
+    """
     from harness.results.records import EvaluationInfo, make_records
 
     start = time.monotonic()
@@ -113,9 +121,11 @@ def evaluate_to_records(method: Any, backbone: Any, task: Any, config: MethodCon
         shots=context.shots, seed=context.seed, protocol=context.protocol, run_key=context.run_key,
         train_dataset=context.train_dataset,
     )
-    extra = {"preset": context.preset, "precision": backbone.precision, "selection": config.selection}
+    keys = {"preset": context.preset, "precision": backbone.precision, "selection": config.selection}
+    if extra is not None:
+        keys.update(extra(result))
     records = make_records(info, result.metrics(), n_images=result.n_images,
-                           duration_s=time.monotonic() - start, extra=extra)
+                           duration_s=time.monotonic() - start, extra=keys)
     return result, records
 
 

@@ -157,7 +157,7 @@ def _train_and_evaluate(spec: RunSpec, out_dir: Path, progress: RunProgress, for
         if spec.seed is None or spec.train_dataset is None:
             raise HarnessError(f"run {spec.run_key}: a trained run needs a seed and a training dataset")
         task = load_task(spec.train_dataset, spec.data_root, shots=spec.shots, seed=spec.seed,
-                         subsample=spec.train_subsample)
+                         subsample=spec.train_subsample, draw=spec.draw)
         method, _ = build_for_task(config, backbone, task)
         folder = training_dir(spec, out_dir, config.digest())
         with locked(folder):
@@ -177,7 +177,7 @@ def _train_and_evaluate(spec: RunSpec, out_dir: Path, progress: RunProgress, for
     records: list[dict[str, Any]] = []
     for evaluation in spec.evals:
         progress.stage(spec, f"evaluating {evaluation.dataset} ({evaluation.subsample})")
-        records += _evaluate_one(spec, evaluation, backbone, config, method)
+        records += _evaluate_one(spec, evaluation, backbone, config, method, run_dir(spec, out_dir))
     return records
 
 
@@ -206,9 +206,15 @@ class _EpochRelay:
             self.progress.epoch(self.spec, step.epoch, step.max_epoch)
 
 
-def _evaluate_one(spec: RunSpec, evaluation: EvalSpec, backbone: Any, config: Any,
-                  method: Any) -> list[dict[str, Any]]:
-    """One evaluation of the run's model (a fresh one for methods without training) -> records."""
+def _evaluate_one(spec: RunSpec, evaluation: EvalSpec, backbone: Any, config: Any, method: Any,
+                  folder: Path) -> list[dict[str, Any]]:
+    """One evaluation of the run's model (a fresh one for methods without training) -> records.
+
+    The per-image predictions go to a file in the run ``folder`` (``harness.results.predictions``), named by
+    the records, so that paired comparisons (``harness compare``) need no rerun.
+    """
+    from harness.results.predictions import evaluation_extra
+
     task = load_task(evaluation.dataset, spec.data_root, shots=evaluation.shots,
                      seed=spec.seed if evaluation.shots is not None else None, subsample=evaluation.subsample)
     if method is None:
@@ -218,5 +224,6 @@ def _evaluate_one(spec: RunSpec, evaluation: EvalSpec, backbone: Any, config: An
     context = RecordContext(protocol=spec.protocol, method=spec.method, preset=spec.preset,
                             subsample=evaluation.subsample, run_key=spec.run_key, shots=spec.shots, seed=spec.seed,
                             train_dataset=spec.train_dataset)
-    _, records = evaluate_to_records(method, backbone, task, config, evaluation.split, context)
+    _, records = evaluate_to_records(method, backbone, task, config, evaluation.split, context,
+                                     extra=lambda result: evaluation_extra(folder, spec, evaluation, result))
     return records

@@ -10,7 +10,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from harness.errors import HarnessError
-from harness.protocols.plans import DatasetRoles
+from harness.protocols.plans import DatasetRoles, expand_draws
 from harness.protocols.selection import load_card_infos, restrict, roles_from_cards
 from harness.protocols.spec import MethodChoice, RunContext, RunSpec
 
@@ -58,8 +58,10 @@ def protocol_datasets(protocol: str, embedded: bool, requested: Sequence[str] | 
 
 
 def make_plan(protocol: str, method: str, *, datasets: Sequence[str] | None, seeds: Sequence[int],
-              shots: int | None, context: RunContext) -> list[RunSpec]:
+              shots: int | None, context: RunContext, draws: int = 1) -> list[RunSpec]:
     """The runs of ``protocol`` for ``method``: the real datasets with a data root, else the embedded world's.
+
+    ``draws`` > 1 adds few-shot draws per seed (``expand_draws``; few_shot and base2new only).
 
     Raises:
         HarnessError: unknown protocol, method or dataset; bad seeds or shots.
@@ -73,4 +75,4 @@ def make_plan(protocol: str, method: str, *, datasets: Sequence[str] | None, see
     embedded = context.data_root is None
     choice = choose_method(method, protocol, embedded)
     roles = protocol_datasets(protocol, embedded, datasets)
-    return entry.plan(roles, list(seeds), choice, shots, context)
+    return expand_draws(entry.plan(roles, list(seeds), choice, shots, context), draws, context)

@@ -16,12 +16,13 @@ No I/O happens here; the caller picks the dataset names (``harness.protocols.sel
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from harness.errors import HarnessError
-from harness.protocols.spec import EvalSpec, MethodChoice, RunContext, RunSpec, build_run_key
+from harness.protocols.spec import EvalSpec, MethodChoice, RunContext, RunSpec, build_run_key, variant_suffix
 
 FEW_SHOT_SHOTS = (1, 2, 4, 8, 16)
+DRAW_PROTOCOLS = ("few_shot", "base2new")
 DEFAULT_SHOTS = 16
 
 
@@ -149,3 +150,32 @@ def plan_few_shot(datasets: DatasetRoles, seeds: Sequence[int], method: MethodCh
                 specs.append(_spec("few_shot", method, context, f"{dataset}-all", train_dataset=dataset, shots=k,
                                    seed=seed, subsample="all", evals=evals))
     return specs
+
+
+def expand_draws(specs: Sequence[RunSpec], draws: int, context: RunContext) -> list[RunSpec]:
+    """``draws`` few-shot draws per trained run (``--draws``): draw 0 is the run itself, then draws 1..N-1.
+
+    An extension beyond the official protocol (one draw per seed): draw d > 0 of seed s trains with the same
+    seed on another few-shot selection (``harness.data.fewshot.draw_rng``), so that the spread over draws
+    measures the variance the selection causes, apart from training. Training-free runs sample nothing and
+    stay single. Draw 0 keeps its spec and run key exactly.
+
+    Raises:
+        HarnessError: for ``draws`` < 1, or more than one draw on a protocol other than few_shot/base2new.
+    """
+    if draws < 1:
+        raise HarnessError(f"--draws must be at least 1, got {draws}")
+    if draws == 1:
+        return list(specs)
+    protocols = sorted({spec.protocol for spec in specs if spec.protocol not in DRAW_PROTOCOLS})
+    if protocols:
+        raise HarnessError(f"--draws applies to {', '.join(DRAW_PROTOCOLS)}, not to {', '.join(protocols)}")
+    suffix = variant_suffix(context)
+    expanded = []
+    for spec in specs:
+        expanded.append(spec)
+        if not spec.trainable:
+            continue
+        stem = spec.run_key[: len(spec.run_key) - len(suffix)] if suffix else spec.run_key
+        expanded += [replace(spec, draw=draw, run_key=f"{stem}-draw{draw}{suffix}") for draw in range(1, draws)]
+    return expanded

@@ -59,7 +59,11 @@ class MethodChoice:
 
 @dataclass(frozen=True)
 class RunSpec:
-    """One run: optional training, then the evaluations of that model (see the module docstring)."""
+    """One run: optional training, then the evaluations of that model (see the module docstring).
+
+    ``draw`` numbers the few-shot draw of the seed: 0 is the official selection (``random.Random(seed)``),
+    higher draws are the ``--draws`` extension (``harness.data.fewshot.draw_rng``).
+    """
 
     protocol: str
     run_key: str
@@ -78,6 +82,7 @@ class RunSpec:
     device: str = "auto"
     precision: str = "auto"
     includes: tuple[str, ...] = ()
+    draw: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict (tuples become lists)."""
@@ -122,9 +127,15 @@ def variant_suffix(context: RunContext) -> str:
 
 
 def build_run_key(method: MethodChoice, context: RunContext, dataset_part: str, shots: int | None,
-                  seed: int | None) -> str:
-    """The run key: ``<method>-<model>-<dataset part>-<K>shots-seed<S>[-v<hash>]`` (readable and unique)."""
+                  seed: int | None, draw: int = 0) -> str:
+    """The run key: ``<method>-<model>-<dataset part>-<K>shots-seed<S>[-draw<D>][-v<hash>]`` (readable, unique).
+
+    The draw appears only for ``draw`` > 0, so the keys of the official draw (and of runs made before draws
+    existed) are unchanged.
+    """
     shots_part = "allshots" if shots is None else f"{shots}shots"
     seed_part = "noseed" if seed is None else f"seed{seed}"
     parts = [method.name, model_slug(context.model, context.pretrained), dataset_part, shots_part, seed_part]
+    if draw:
+        parts.append(f"draw{draw}")
     return "-".join(parts) + variant_suffix(context)

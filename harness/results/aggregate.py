@@ -23,6 +23,8 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
+from harness.results.spread import outlier_seeds, variance_components
+
 GROUP = ["method", "variant"]
 NO_SEED = -1
 AVERAGE = "Average"
@@ -58,12 +60,20 @@ def accuracy_cells(records: pd.DataFrame) -> pd.DataFrame:
         frame["variant"] = ""
     for column in ("seed", "shots"):
         frame[column] = frame[column].apply(lambda v: NO_SEED if v is None or pd.isna(v) else int(v))
-    keys = [*GROUP, "dataset", "subsample", "shots", "seed"]
+    frame["draw"] = _draws(frame)
+    keys = [*GROUP, "dataset", "subsample", "shots", "seed", "draw"]
     duplicated = frame.duplicated(keys, keep=False)
     if duplicated.any():
         first = frame[duplicated].iloc[0]
         raise ValueError(f"two accuracy records for the same cell: {dict(first[keys])} (runs counted twice?)")
     return frame[[*keys, "value"]].reset_index(drop=True)
+
+
+def _draws(frame: pd.DataFrame) -> pd.Series | int:
+    """The few-shot draw of each row: 0 (the official draw) where the records have none."""
+    if "draw" not in frame:
+        return 0
+    return frame["draw"].apply(lambda v: 0 if v is None or pd.isna(v) else int(v))
 
 
 def closure(cells: pd.DataFrame, by: Sequence[str], shared: Sequence[str], own: Sequence[str]) -> pd.DataFrame:
@@ -94,14 +104,25 @@ def fill_expected(cells: pd.DataFrame, expected: pd.DataFrame) -> pd.DataFrame:
 
 
 def summarize(cells: pd.DataFrame, keys: Sequence[str]) -> pd.DataFrame:
-    """Per ``keys`` group: mean, std, ci95, seeds present, seeds expected, missing seeds, complete."""
+    """Per ``keys`` group: mean, std, ci95, runs present and expected, missing seeds, complete, and the spread.
+
+    With ``--draws`` a group holds seeds x draws runs: ``n_seeds`` counts runs, the statistics are over all of
+    them, and ``draw_std`` / ``train_std`` split the spread (``harness.results.spread``). ``outliers`` lists
+    the outlier seeds (their values averaged over draws).
+    """
     rows = []
     for key, group in cells.groupby(list(keys), sort=False, dropna=False):
         stats = seed_stats(group["value"].tolist())
-        missing = sorted(int(s) for s in group.loc[group["value"].isna(), "seed"])
+        missing = sorted({int(s) for s in group.loc[group["value"].isna(), "seed"]})
+        present = group.dropna(subset=["value"])
+        per_seed = present.groupby("seed")["value"].mean().to_dict()
+        draw_std, train_std = variance_components(
+            {(int(s), int(d)): float(v) for s, d, v in zip(present["seed"], present["draw"], present["value"])})
         row = dict(zip(keys, key if isinstance(key, tuple) else (key,)))
         row.update(accuracy=stats["mean"], std=stats["std"], ci95=stats["ci95"], n_seeds=stats["n"],
-                   n_expected=len(group), missing_seeds=tuple(missing), complete=not missing)
+                   n_expected=len(group), missing_seeds=tuple(missing), complete=not missing,
+                   draw_std=draw_std, train_std=train_std,
+                   outliers=tuple(outlier_seeds({int(k): float(v) for k, v in per_seed.items() if k != NO_SEED})))
         rows.append(row)
     return pd.DataFrame(rows)
 
@@ -130,6 +151,7 @@ def _prepare(records: pd.DataFrame, expected: pd.DataFrame | None, subsamples: S
         expected = expected.copy()
         for column in ("seed", "shots"):
             expected[column] = expected[column].apply(lambda v: NO_SEED if v is None or pd.isna(v) else int(v))
+        expected["draw"] = _draws(expected)
         expected = expected[expected["subsample"].isin(subsamples)]
     return fill_expected(cells, expected)
 
@@ -144,7 +166,7 @@ def base2new_summary(records: pd.DataFrame, expected: pd.DataFrame | None = None
             derives them from the records (see ``closure``).
         order: dataset order of the rows (others follow by name).
     """
-    cells = _prepare(records, expected, ("base", "new"), [*GROUP, "shots"], ["dataset", "subsample"], ["seed"])
+    cells = _prepare(records, expected, ("base", "new"), [*GROUP, "shots"], ["dataset", "subsample"], ["seed", "draw"])
     stats = summarize(cells, [*GROUP, "shots", "dataset", "subsample"])
     rows = []
     for key, group in stats.groupby([*GROUP, "shots", "dataset"], sort=False):
@@ -153,8 +175,9 @@ def base2new_summary(records: pd.DataFrame, expected: pd.DataFrame | None = None
         for part in ("base", "new"):
             match = group[group["subsample"] == part]
             found = match.iloc[0] if len(match) else None
-            for stat in ("accuracy", "std", "ci95"):
+            for stat in ("accuracy", "std", "ci95", "draw_std", "train_std"):
                 row[part if stat == "accuracy" else f"{part}_{stat}"] = math.nan if found is None else found[stat]
+            row[f"{part}_outliers"] = () if found is None else found["outliers"]
             row[f"{part}_seeds"] = 0 if found is None else int(found["n_seeds"])
             notes.append(f"no {part} results" if found is None else _missing_note(f"{part}: ", found["missing_seeds"]))
         row["hm"] = harmonic_mean(row["base"], row["new"])
@@ -203,7 +226,7 @@ def transfer_summary(records: pd.DataFrame, source: str | None, expected: pd.Dat
         expected: planned cells (method, variant, dataset, subsample, shots, seed), or ``None`` (``closure``).
         order: dataset order of the rows (others follow by name).
     """
-    cells = _prepare(records, expected, ("all",), [*GROUP, "shots"], ["dataset"], ["seed"])
+    cells = _prepare(records, expected, ("all",), [*GROUP, "shots"], ["dataset"], ["seed", "draw"])
     table = summarize(cells, [*GROUP, "shots", "dataset"])
     if table.empty:
         return table
@@ -223,7 +246,7 @@ def few_shot_summary(records: pd.DataFrame, expected: pd.DataFrame | None = None
 
     Training-free methods (no shots) appear with ``shots`` 0.
     """
-    cells = _prepare(records, expected, ("all",), GROUP, ["dataset"], ["shots", "seed"])
+    cells = _prepare(records, expected, ("all",), GROUP, ["dataset"], ["shots", "seed", "draw"])
     cells["shots"] = cells["shots"].replace(NO_SEED, 0)
     table = summarize(cells, [*GROUP, "shots", "dataset"])
     if table.empty:

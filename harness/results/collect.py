@@ -79,13 +79,13 @@ def load_specs(out_dir: Path, protocol: str) -> list[RunSpec]:
 
 
 def expected_cells(specs: Sequence[RunSpec]) -> pd.DataFrame:
-    """The (method, variant, dataset, subsample, shots, seed) cells the planned ``specs`` will produce."""
+    """The (method, variant, dataset, subsample, shots, seed, draw) cells the planned ``specs`` will produce."""
     rows = [
         {"method": spec.method, "variant": spec_variant(spec), "dataset": evaluation.dataset,
-         "subsample": evaluation.subsample, "shots": spec.shots, "seed": spec.seed}
+         "subsample": evaluation.subsample, "shots": spec.shots, "seed": spec.seed, "draw": spec.draw}
         for spec in specs for evaluation in spec.evals
     ]
-    return pd.DataFrame(rows, columns=["method", "variant", "dataset", "subsample", "shots", "seed"])
+    return pd.DataFrame(rows, columns=["method", "variant", "dataset", "subsample", "shots", "seed", "draw"])
 
 
 def source_of(specs: Sequence[RunSpec]) -> str | None:
@@ -111,6 +111,8 @@ def dataset_display_and_order() -> tuple[dict[str, str], list[str]]:
 
 def protocol_table(specs: Sequence[RunSpec], out_dir: Path, fmt: str = "markdown") -> str:
     """The leaderboard of the planned ``specs`` (their protocol) from the finished runs under ``out_dir``."""
+    from harness.results.evaluations import load_evaluations
+    from harness.results.marks import noise_marks
     from harness.results.tables import leaderboard, render
 
     if not specs:
@@ -120,8 +122,9 @@ def protocol_table(specs: Sequence[RunSpec], out_dir: Path, fmt: str = "markdown
     display, order = dataset_display_and_order()
     if records.empty:
         return f"no finished runs of {protocol} under {out_dir}\n"
+    marks = noise_marks(load_evaluations(out_dir, protocol, [spec.run_key for spec in specs]), protocol)
     table = leaderboard(records, protocol, expected=expected_cells(specs), display=display, order=order,
-                        source=source_of(specs))
+                        source=source_of(specs), marks=marks)
     for warning in consistency_warnings(records):
         print(f"warning: {protocol}: {warning}", file=sys.stderr)
     return render(table, protocol, fmt)

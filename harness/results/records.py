@@ -8,7 +8,9 @@ naming the file and line, never skipping it.
 Fields (in this order): ``run_key, protocol, method, dataset`` (the evaluated one), ``train_dataset, subsample,
 split, shots, seed, metric`` (``accuracy`` | ``macro_f1``), ``value`` (percent), ``n_images, backbone,
 backbone_sha256, split_sha256, config_hash, harness_version, git_commit`` (null outside a git checkout),
-``time`` (ISO 8601, UTC), ``duration_s``; callers may add further keys (``extra``).
+``time`` (ISO 8601, UTC), ``duration_s``; callers may add further keys (``extra``). The runner adds
+``predictions`` (the file of per-image predictions in the run folder, ``harness.results.predictions``) and,
+for a few-shot draw beyond the official one (``--draws``), ``draw``.
 """
 
 from __future__ import annotations

@@ -24,16 +24,19 @@ from harness.results.aggregate import (
     few_shot_summary,
     transfer_summary,
 )
+from harness.results.marks import BEST, MARKS_RULE, WITHIN_NOISE
+from harness.results.spread import DRAW_RULE, OUTLIER_RULE, describe_outliers
 
 METHOD_ORDER = ("zeroshot", "zeroshot_ensemble", "coop", "cocoop")
 COLUMNS = {
     "base2new": ["method", "model", "shots", "dataset", "base", "base_std", "base_ci95", "new", "new_std",
                  "new_ci95", "hm", "seeds", "seeds_expected", "published_base", "published_new", "published_hm",
-                 "diff_base", "diff_new", "diff_hm", "status"],
+                 "diff_base", "diff_new", "diff_hm", "vs_best", "outliers", "base_draw_std", "base_train_std",
+                 "new_draw_std", "new_train_std", "status"],
     "transfer": ["method", "model", "shots", "dataset", "role", "accuracy", "std", "ci95", "seeds",
-                 "seeds_expected", "published", "diff", "status"],
+                 "seeds_expected", "published", "diff", "vs_best", "outliers", "draw_std", "train_std", "status"],
     "few_shot": ["method", "model", "dataset", "shots", "accuracy", "std", "ci95", "seeds", "seeds_expected",
-                 "published", "diff", "status"],
+                 "published", "diff", "vs_best", "outliers", "draw_std", "train_std", "status"],
 }
 
 
@@ -82,7 +85,7 @@ def _published(protocol: str, row: pd.Series, display: Mapping[str, str], column
 
 def leaderboard(records: pd.DataFrame, protocol: str, *, expected: pd.DataFrame | None = None,
                 display: Mapping[str, str] | None = None, order: Sequence[str] = (),
-                source: str | None = None) -> pd.DataFrame:
+                source: str | None = None, marks: pd.DataFrame | None = None) -> pd.DataFrame:
     """The leaderboard of ``protocol`` as a DataFrame with the fixed columns of ``COLUMNS[kind]``.
 
     Args:
@@ -92,17 +95,29 @@ def leaderboard(records: pd.DataFrame, protocol: str, *, expected: pd.DataFrame 
         display: dataset registry name -> display name (the papers' names; used to find published numbers).
         order: dataset order.
         source: the source dataset of a transfer protocol (``None``: the records' unique ``train_dataset``).
+        marks: ``harness.results.marks.noise_marks`` of the same runs (``vs_best``); ``None`` leaves it empty.
     """
     display = dict(display or {})
     summary = _summary(records, protocol, expected, order, source)
     kind = kind_of(protocol)
     if summary.empty:
         return pd.DataFrame(columns=COLUMNS[kind])
+    lookup = _mark_lookup(marks, kind)
     rows = [_leaderboard_row(row, protocol, kind, display) for _, row in summary.iterrows()]
+    for row, (_, summary_row) in zip(rows, summary.iterrows()):
+        shots = int(summary_row["shots"]) if kind == "few_shot" else None
+        row["vs_best"] = lookup.get((summary_row["method"], summary_row["variant"], summary_row["dataset"], shots), "")
     table = pd.DataFrame(rows)
     table = table.sort_values("_rank", kind="stable").drop(columns="_rank").reset_index(drop=True)
     table["shots"] = table["shots"].astype("Int64")
     return table[COLUMNS[kind]]
+
+
+def _mark_lookup(marks: pd.DataFrame | None, kind: str) -> dict[tuple, str]:
+    if marks is None or marks.empty:
+        return {}
+    return {(m, v, d, int(k) if kind == "few_shot" and k is not None and not pd.isna(k) else None): mark
+            for m, v, d, k, mark in marks[["method", "variant", "dataset", "shots", "vs_best"]].itertuples(index=False)}
 
 
 def _leaderboard_row(row: pd.Series, protocol: str, kind: str, display: Mapping[str, str]) -> dict[str, object]:
@@ -120,12 +135,32 @@ def _leaderboard_row(row: pd.Series, protocol: str, kind: str, display: Mapping[
             out[f"published_{part}"] = _published(protocol, row, display, part)
             out[f"diff_{part}"] = row[part] - out[f"published_{part}"]  # type: ignore[operator]
         for part in ("base", "new"):
-            out[f"{part}_std"], out[f"{part}_ci95"] = row.get(f"{part}_std"), row.get(f"{part}_ci95")
+            for stat in ("std", "ci95", "draw_std", "train_std"):
+                out[f"{part}_{stat}"] = row.get(f"{part}_{stat}")
+        outliers = {part: _tuple(row.get(f"{part}_outliers")) for part in ("base", "new")}
+        out["outliers"] = "; ".join(f"{p}: {_seed_list(o)}" for p, o in outliers.items() if o)
+        out["status"] = _join(out["status"], *(describe_outliers(o, f"{p}: ") for p, o in outliers.items()))
         return out
     published = _published(protocol, row, display, "accuracy")
     out.update(accuracy=row["accuracy"], std=row.get("std"), ci95=row.get("ci95"), published=published,
-               diff=row["accuracy"] - published, role=row.get("role", ""))
+               diff=row["accuracy"] - published, role=row.get("role", ""), draw_std=row.get("draw_std"),
+               train_std=row.get("train_std"))
+    outliers = _tuple(row.get("outliers"))
+    out["outliers"] = _seed_list(outliers)
+    out["status"] = _join(out["status"], describe_outliers(outliers))
     return out
+
+
+def _tuple(value: object) -> tuple:
+    return value if isinstance(value, tuple) else ()  # Average rows have none (NaN after concatenation)
+
+
+def _seed_list(outliers: tuple) -> str:
+    return ", ".join(str(seed) for seed, _, _ in outliers)
+
+
+def _join(*notes: object) -> str:
+    return "; ".join(str(n) for n in notes if n)
 
 
 def _number(value: object, signed: bool = False) -> str:
@@ -148,14 +183,35 @@ def _markdown_cells(row: pd.Series, kind: str) -> list[str]:
     if kind == "base2new":
         published = [_number(row[f"published_{p}"]) for p in ("base", "new", "hm")]
         return head + [_with_std(row["base"], row["base_std"]), _with_std(row["new"], row["new_std"]),
-                       _number(row["hm"]), _seeds(row),
+                       _marked(_number(row["hm"]), row["vs_best"]), _seeds(row),
                        "-" if published == ["-"] * 3 else " / ".join(published),
                        _number(row["diff_hm"], signed=True), str(row["status"])]
     if kind == "transfer" and row["role"] == "source":
         head[2] += " (source)"
     shots = [str(row["shots"])] if kind == "few_shot" else []
-    return head + shots + [_with_std(row["accuracy"], row["std"]), _seeds(row), _number(row["published"]),
-                           _number(row["diff"], signed=True), str(row["status"])]
+    return head + shots + [_marked(_with_std(row["accuracy"], row["std"]), row["vs_best"]), _seeds(row),
+                           _number(row["published"]), _number(row["diff"], signed=True), str(row["status"])]
+
+
+def _marked(text: str, mark: object) -> str:
+    """Bold for the best method of a dataset, a dagger for one within noise of it (``MARKS_RULE``)."""
+    if mark == BEST:
+        return f"**{text}**"
+    return f"{text} †" if mark == WITHIN_NOISE else text
+
+
+def has_draws(table: pd.DataFrame) -> bool:
+    """Whether any row has a draw / training split of its spread (runs with ``--draws``)."""
+    columns = [c for c in table.columns if c.endswith("draw_std")]
+    return bool(columns) and bool(table[columns].notna().to_numpy().any())
+
+
+def _draw_cell(row: pd.Series, kind: str) -> str:
+    if kind == "base2new":
+        parts = [f"{p[0].upper()} {_number(row[f'{p}_draw_std'])} / {_number(row[f'{p}_train_std'])}"
+                 for p in ("base", "new")]
+        return "; ".join(parts)
+    return f"{_number(row['draw_std'])} / {_number(row['train_std'])}"
 
 
 MARKDOWN_HEADERS = {
@@ -174,17 +230,24 @@ LEGENDS = {
 def to_markdown(table: pd.DataFrame, protocol: str) -> str:
     """A markdown leaderboard with a legend saying what ± and the averages mean."""
     kind = kind_of(protocol)
+    draws = has_draws(table)
     if kind == "few_shot":
-        headers, body = _few_shot_markdown(table)
+        headers, body = _few_shot_markdown(table, draws)
     else:
-        headers = MARKDOWN_HEADERS[kind]
+        headers = list(MARKDOWN_HEADERS[kind])
         body = [_markdown_cells(row, kind) for _, row in table.iterrows()]
+        if draws:  # a column only for runs with several few-shot draws per seed, before Status
+            headers.insert(-1, "Std: draw / training")
+            body = [cells[:-1] + [_draw_cell(row, kind), cells[-1]] for cells, (_, row) in zip(body, table.iterrows())]
     lines = [
         f"### {protocol}: top-1 accuracy (%)",
         "",
         f"Mean ± std over seeds; {STD_LABEL}; the CSV also gives {CI95_LABEL}.",
         f"{LEGENDS[kind]} Published: the papers' {reference.PUBLISHED_BACKBONE} numbers (shown for ViT-B/16 runs "
         "only); Δ = ours − published. Seeds: present, /expected when incomplete.",
+        f"{MARKS_RULE}. Status names outlier seeds ({OUTLIER_RULE}).",
+        *([f"Runs with several few-shot draws per seed: Seeds counts runs (seeds x draws); {DRAW_RULE}."]
+          if draws else []),
         "",
         "| " + " | ".join(headers) + " |",
         "|" + "|".join("---" for _ in headers) + "|",
@@ -193,7 +256,7 @@ def to_markdown(table: pd.DataFrame, protocol: str) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _few_shot_markdown(table: pd.DataFrame) -> tuple[list[str], list[list[str]]]:
+def _few_shot_markdown(table: pd.DataFrame, draws: bool = False) -> tuple[list[str], list[list[str]]]:
     """Few-shot rows pivoted: one row per method and dataset, one column per shot count."""
     shots = sorted({int(k) for k in table["shots"].dropna()})
     headers = ["Method", "Model", "Dataset", *[f"{k} shots" for k in shots], "Seeds", "Status"]
@@ -203,9 +266,11 @@ def _few_shot_markdown(table: pd.DataFrame) -> tuple[list[str], list[list[str]]]
         cells = [str(method), str(model), str(dataset)]
         for k in shots:
             row = by_shots.get(k)
-            cell = "" if row is None else _with_std(row["accuracy"], row["std"])
+            cell = "" if row is None else _marked(_with_std(row["accuracy"], row["std"]), row["vs_best"])
             if row is not None and _number(row["published"]) != "-":
                 cell += f" [{_number(row['published'])}, {_number(row['diff'], signed=True)}]"
+            if row is not None and draws and _number(row["draw_std"]) != "-":
+                cell += f" (draw / training std {_draw_cell(row, 'few_shot')})"
             cells.append(cell)
         fewest = min(by_shots.values(), key=lambda r: r["seeds"])
         statuses = [f"{k} shots: {r['status']}" for k, r in by_shots.items() if r["status"]]
