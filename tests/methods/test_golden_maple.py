@@ -115,3 +115,132 @@ def test_our_weights_hold_the_official_names_and_values(trained_run: Path) -> No
     assert set(ours.learned_state()) == expected
     for key, value in official.learned_state().items():
         assert torch.allclose(ours.learned_state()[key], value, atol=1e-5), key
+
+
+# -- the method beyond the goldens ---------------------------------------------------------------------------
+def golden_backbone():
+    from harness.engine.pipeline import cached_backbone
+
+    return cached_backbone(str(GOLDEN_CLIP), None, "cpu", "fp32")
+
+
+def build(**keys):
+    from harness.methods import build_method, config_for
+
+    config = config_for("maple", **keys)
+    config.validate("test")
+    return build_method("maple", golden_backbone(), config, ["banded", "blotchy", "braided"], "a photo of a {}.")
+
+
+def test_save_reload_gives_the_same_logits(data_root: Path, tmp_path: Path) -> None:
+    """Train one epoch from a fresh init, evaluate, reload the saved weights, evaluate again: same logits."""
+    code = main(["train", "--method", "maple", "--dataset", "dtd", "--data-root", str(data_root), "--subsample", "base",
+                 "--shots", "4", "--seed", "2", "--out", str(tmp_path / "run"), "--no-test", *BACKBONE,
+                 "--set", "max_epoch=1", "--set", "prompt_depth=2", "--set", "batch_size=4"])
+    assert code == 0
+    first = evaluate(tmp_path / "run", data_root, "all", tmp_path)
+    again = evaluate(tmp_path / "run" / "prompt_learner" / "model.pth.tar-1", data_root, "all", tmp_path)
+    assert [row["logits"] for row in first] == [row["logits"] for row in again]
+
+
+def test_initialisation_follows_the_official_order() -> None:
+    """Seeded init: the deep couplings start identical (copies of one Linear) and the draws are reproducible."""
+    method = build(prompt_depth=4)
+    torch.manual_seed(5)
+    method.init_parameters()
+    learner = method.prompt_learner
+    layers = learner.compound_prompt_projections
+    assert len(layers) == 3 and len(learner.compound_prompts_text) == 3
+    for layer in layers[1:]:
+        assert torch.equal(layer.weight, layers[0].weight) and torch.equal(layer.bias, layers[0].bias)
+    # ctx comes from the words "a photo" (deterministic), then proj, deep prompts, couplings from the RNG.
+    torch.manual_seed(5)
+    expected_proj = torch.nn.Linear(64, 64)
+    expected_text = torch.empty(2, 64).normal_(std=0.02)
+    for _ in range(2):
+        torch.empty(2, 64).normal_(std=0.02)
+    expected_coupling = torch.nn.Linear(64, 64)
+    assert torch.equal(learner.proj.weight, expected_proj.weight)
+    assert torch.equal(learner.compound_prompts_text[0], expected_text)
+    assert torch.equal(layers[2].weight, expected_coupling.weight)
+    words = method.backbone.embed_tokens(method.backbone.tokenize(["a photo of a"]))[0, 1:3]
+    assert torch.equal(learner.ctx.detach(), words)
+
+
+def test_shared_prefix_gives_the_whole_prompt_logits(data_root: Path) -> None:
+    """The speed path (start + context encoded once) gives the same logits as whole 77-token prompts."""
+    from harness.methods.checkpoints import load_weights
+
+    fast, _ = load_weights(TRAINED, golden_backbone())
+    slow, _ = load_weights(TRAINED, golden_backbone(), {"truncate_prompts": False})
+    pixels = torch.randn(5, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+    for method in (fast, slow):
+        method.set_classes(["banded", "blotchy", "braided", "bubbly"], "a photo of a {}.")
+        method.prepare_eval()
+    assert fast.prompt_learner.share_prefix and not slow.prompt_learner.share_prefix
+    with torch.no_grad():
+        assert torch.allclose(fast(pixels), slow(pixels), atol=1e-5)
+
+
+def test_depth_beyond_the_backbone_is_an_error_naming_the_key() -> None:
+    with pytest.raises(HarnessError, match=r"prompt_depth=5 > 4 layers"):
+        build(prompt_depth=5)
+
+
+def test_words_with_more_than_four_tokens_are_refused() -> None:
+    with pytest.raises(ConfigError, match="n_ctx <= 4"):
+        build(n_ctx=6, prompt_depth=2)
+    assert build(n_ctx=6, ctx_init="", prompt_depth=2).prompt_learner.prefix_text == "X X X X X X"
+
+
+def test_wrong_method_checkpoint_is_a_clear_error(tmp_path: Path) -> None:
+    from harness.methods.checkpoints import load_weights
+
+    coop = tmp_path / "prompt_learner" / "model.pth.tar-5"
+    coop.parent.mkdir(parents=True)
+    torch.save({"state_dict": {"ctx": torch.zeros(2, 64)}, "epoch": 5}, coop)
+    with pytest.raises(CheckpointError, match="not an official checkpoint of method 'maple'"):
+        load_weights(coop, golden_backbone(), method="maple")
+    with pytest.raises(CheckpointError, match="not an official checkpoint of method 'coop'"):
+        load_weights(TRAINED, golden_backbone(), method="coop")
+
+
+def official_state(file: Path = TRAINED) -> dict[str, torch.Tensor]:
+    return dict(torch.load(file, weights_only=True)["state_dict"])
+
+
+def test_wrong_depth_is_a_clear_error(tmp_path: Path) -> None:
+    """Official depth-3 weights into a depth-2 model (``--init`` with another prompt_depth)."""
+    method = build(prompt_depth=2)
+    with pytest.raises(HarnessError, match=r"prompt_depth=3; this model has prompt_depth=2"):
+        method.load_learned_state(official_state())
+
+
+def test_wrong_width_is_a_clear_error(tmp_path: Path) -> None:
+    state = official_state()
+    state["prompt_learner.proj.weight"] = torch.zeros(32, 64)
+    file = tmp_path / "MultiModalPromptLearner" / "model.pth.tar-5"
+    file.parent.mkdir(parents=True)
+    torch.save({"state_dict": state, "epoch": 5}, file)
+    from harness.methods.checkpoints import load_weights
+
+    with pytest.raises(CheckpointError, match=r"proj.weight has shape \(32, 64\), expected \(64, 64\)"):
+        load_weights(file, golden_backbone())
+
+
+def test_class_count_does_not_bind_the_weights(data_root: Path, tmp_path: Path) -> None:
+    """The file's class buffers (3 base classes) are ignored, as by the official load_model: 6 classes work."""
+    assert official_state()["prompt_learner.token_prefix"].shape[0] == 3
+    rows = evaluate(TRAINED, data_root, "all", tmp_path)
+    assert len(rows[0]["logits"]) == 6
+
+
+def test_unknown_entries_in_an_official_file_are_refused() -> None:
+    state = official_state()
+    state["prompt_learner.meta_net.linear1.weight"] = torch.zeros(2, 2)
+    with pytest.raises(HarnessError, match="unexpected keys"):
+        build(prompt_depth=3).load_learned_state(state)
+    state = official_state()
+    state["something_else"] = torch.zeros(1)
+    with pytest.raises(HarnessError, match="neither prompt_learner"):
+        build(prompt_depth=3).load_learned_state(state)
