@@ -190,8 +190,8 @@ class MaPLe(Method):
     image_input = "pixels"
     official_layouts = (OfficialLayout("MaPLe MultiModalPromptLearner", (OFFICIAL_FOLDER,), is_official_maple,
                                        official_keys),)
-    protocol_presets = {"cross_dataset": "maple_xd", "domain_generalization": "maple_xd",
-                        "few_shot": "maple_fewshot"}
+    # Few-shot uses ``maple`` (the base-to-new settings): MaPLe's few-shot recipe is unpublished (spec 4.5).
+    protocol_presets = {"cross_dataset": "maple_xd", "domain_generalization": "maple_xd"}
 
     def __init__(self, backbone: Backbone, config: MapleConfig) -> None:
         super().__init__(backbone, config)
