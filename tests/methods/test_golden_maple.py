@@ -244,3 +244,12 @@ def test_unknown_entries_in_an_official_file_are_refused() -> None:
     state["something_else"] = torch.zeros(1)
     with pytest.raises(HarnessError, match="neither prompt_learner"):
         build(prompt_depth=3).load_learned_state(state)
+
+
+def test_published_numbers_are_found_under_the_registry_name() -> None:
+    from harness.results import reference
+
+    assert reference.method_display("maple") == "MaPLe"
+    assert reference.lookup("base2new", "maple", "DTD", "base") == pytest.approx(80.36)
+    assert reference.lookup("base2new", "maple", "Average", "hm") == pytest.approx(78.55)
+    assert reference.lookup("domain_generalization", "maple", "ImageNet-Sketch", "accuracy") == pytest.approx(49.15)
