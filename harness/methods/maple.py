@@ -1,7 +1,8 @@
 """MaPLe (Khattak et al., CVPR 2023): multi-modal deep prompts, vision prompts coupled to the text prompts.
 
 Faithful to ``MP:trainers/maple.py`` (muzairkhattak/multimodal-prompt-learning @ 69bce21) and the prompt
-blocks of ``MP:clip/model.py`` (spec sections 3 and 4; ``tests/golden/maple/README.md``):
+blocks of ``MP:clip/model.py`` (spec sections 3 and 4; ``tests/golden/maple/README.md``). The config and the
+prompt learner are in ``harness.methods.maple_learner``; this module holds the method and checkpoint import.
 
 - Text input: CoOp's prompt learner (``harness.methods.prompt_learner``) with MaPLe's context rule: with
   ``ctx_init`` words and ``n_ctx <= 4`` the context is the embeddings of the first ``n_ctx`` tokens of the
@@ -34,18 +35,16 @@ Deliberate differences:
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import torch
 import torch.nn.functional as F
-from torch import nn
 
-from harness.config import MethodConfig, option
-from harness.errors import ConfigError, HarnessError
+from harness.errors import HarnessError
 from harness.methods.base import Method, OfficialLayout
 from harness.methods.coop import scaled_logits
-from harness.methods.prompt_learner import CLASS_BUFFERS, PromptConfig, PromptLearner, check_backbone
+from harness.methods.maple_learner import MAX_CTX_WITH_WORDS, MapleConfig, MultiModalPromptLearner
+from harness.methods.prompt_learner import CLASS_BUFFERS, check_backbone
 from harness.models.backbone import Backbone
 from harness.models.hooks import TowerHooks
 from harness.registries import METHODS
@@ -55,97 +54,6 @@ OFFICIAL_FOLDER = "MultiModalPromptLearner"
 OFFICIAL_PREFIX = "prompt_learner."
 # Frozen CustomCLIP entries of an official file (the whole model is registered, trap T13): ignored on load.
 FROZEN_PREFIXES = ("image_encoder.", "text_encoder.", "logit_scale")
-MAX_CTX_WITH_WORDS = 4  # official: ctx_init is used only when N_CTX <= 4
-
-
-@dataclass(frozen=True)
-class MapleConfig(MethodConfig):
-    """MaPLe's keys (official ``TRAINER.MAPLE.*``) and its speed path."""
-
-    n_ctx: int = option(2, "prompt tokens per layer in each tower (N_CTX)")
-    ctx_init: str = option("a photo of a", "prompt words; the first n_ctx tokens are learned (CTX_INIT, n_ctx<=4)")
-    prompt_depth: int = option(9, "layers with coupled prompts in both towers, 1 = input only (PROMPT_DEPTH)")
-    truncate_prompts: bool = option(
-        True, "encode prompts up to the last end-of-text token, start + context once for all classes (exact)",
-        speed=True)
-
-    def validate(self, source: str) -> None:
-        """The shared checks, then MaPLe's keys."""
-        super().validate(source)
-        for key in ("n_ctx", "prompt_depth"):
-            if getattr(self, key) < 1:
-                raise ConfigError(f"{source}: {key} must be at least 1, got {getattr(self, key)}")
-        if self.ctx_init.strip() and self.n_ctx > MAX_CTX_WITH_WORDS:
-            raise ConfigError(
-                f"{source}: ctx_init={self.ctx_init!r} with n_ctx={self.n_ctx}: the official MaPLe uses the words only "
-                f"when n_ctx <= {MAX_CTX_WITH_WORDS} (it silently switches to random init otherwise); "
-                "set ctx_init='' for random init or n_ctx <= 4"
-            )
-
-
-class MultiModalPromptLearner(PromptLearner):
-    """CoOp's text-input learner plus MaPLe's coupling layers and deep text prompts (official module layout).
-
-    ``state_dict()`` keys are the official ones without the ``prompt_learner.`` prefix.
-    """
-
-    def __init__(self, backbone: Backbone, config: MapleConfig) -> None:
-        text = PromptConfig(method="coop", n_ctx=config.n_ctx, ctx_init=config.ctx_init,
-                            truncate_prompts=config.truncate_prompts)
-        super().__init__(backbone, text, conditional=False)
-        text_width, image_width, deep = backbone.text_width, backbone.image_width, config.prompt_depth - 1
-        device = backbone.device
-        # proj follows ctx's dtype (the official proj.half() in fp16 mode); deep prompts and couplings are fp32.
-        self.proj = nn.Linear(text_width, image_width).to(device, self.dtype)
-        self.compound_prompts_text = nn.ParameterList(
-            [nn.Parameter(torch.zeros(self.n_ctx, text_width, device=device)) for _ in range(deep)])
-        self.compound_prompt_projections = nn.ModuleList(
-            [nn.Linear(text_width, image_width).to(device) for _ in range(deep)])
-
-    def _context_text(self, config: PromptConfig) -> tuple[int, str]:
-        """``(n_ctx, prompt prefix)``: MaPLe keeps ``n_ctx`` and the whole ``ctx_init`` as the prefix."""
-        backbone = self.backbone[0]
-        text = self.ctx_init or " ".join(["X"] * config.n_ctx)
-        self.prefix_tokens = int(backbone.eot_positions(backbone.tokenize([text]))[0]) - 1
-        if self.prefix_tokens < config.n_ctx:
-            raise ConfigError(
-                f"maple: ctx_init={config.ctx_init!r} has {self.prefix_tokens} tokens with the tokenizer of "
-                f"{backbone.name!r}, fewer than n_ctx={config.n_ctx} (the context is its first n_ctx tokens)"
-            )
-        return config.n_ctx, text
-
-    def _check_lengths(self, names: list[str], name_lens: list[int]) -> None:
-        """Refuse prompts the tokenizer would cut: start, prompt words, name, ".", end must fit."""
-        limit = self.backbone[0].context_length
-        for name, name_len in zip(names, name_lens):
-            needed = 1 + self.prefix_tokens + name_len + 2
-            if needed > limit:
-                raise HarnessError(f"the prompt of class {name!r} needs {needed} tokens, but the text context of "
-                                   f"{self.backbone[0].name!r} holds {limit}")
-
-    def init_parameters(self) -> None:
-        """Draw in the official order: ctx (random path), ``proj``, deep text prompts, the one copied Linear."""
-        super().init_parameters()
-        with torch.no_grad():
-            self.proj.reset_parameters()
-            for prompts in self.compound_prompts_text:
-                nn.init.normal_(prompts, std=0.02)
-            if len(self.compound_prompt_projections):
-                first = self.compound_prompt_projections[0]
-                first.reset_parameters()
-                for layer in self.compound_prompt_projections[1:]:
-                    layer.load_state_dict(first.state_dict())
-
-    def image_prompts(self) -> dict[int, torch.Tensor]:
-        """Image prompts per layer: ``proj(ctx)`` at layer 0, the coupled deep text prompts at ``1..J-1``."""
-        prompts = {0: self.proj(self.ctx)}
-        for index, (layer, text) in enumerate(zip(self.compound_prompt_projections, self.compound_prompts_text)):
-            prompts[index + 1] = layer(text)
-        return prompts
-
-    def text_hooks(self) -> TowerHooks:
-        """The deep text prompts of text blocks ``1..J-1``."""
-        return TowerHooks(deep_prompts={i + 1: p for i, p in enumerate(self.compound_prompts_text)})
 
 
 def official_prompt_state(state: Mapping[str, Any]) -> dict[str, Any]:
@@ -270,8 +178,11 @@ class MaPLe(Method):
         Raises:
             HarnessError: for a missing or unexpected key, or a tensor of the wrong shape (names both).
         """
+        suffix = state.get(f"{OFFICIAL_PREFIX}token_suffix")
         state = _prompt_entries(state)
         learner = self.prompt_learner
+        if isinstance(suffix, torch.Tensor):
+            self._check_frozen_words(suffix)
         own = {key: value for key, value in learner.state_dict().items() if key not in CLASS_BUFFERS}
         if set(state) != set(own):
             missing, unexpected = sorted(set(own) - set(state)), sorted(set(state) - set(own))
@@ -294,6 +205,34 @@ class MaPLe(Method):
                 if name != "ctx":
                     tensor.copy_(state[name].to(tensor.device, tensor.dtype))
         self._drop_caches()
+
+    def _check_frozen_words(self, suffix: torch.Tensor) -> None:
+        """Refuse an official file whose frozen prompt words (after the context) are not this config's.
+
+        The file does not name its ``CTX_INIT``; its saved ``token_suffix`` starts with the embeddings of the
+        words after the first ``n_ctx`` ("of a" for the default "a photo of a"), so a mismatch means another
+        ``ctx_init`` (e.g. random init, "X X" prefix) and the logits would silently differ.
+        """
+        learner = self.prompt_learner
+        if not _frozen_words_match(self.backbone, learner, suffix):
+            raise HarnessError(
+                f"{NAME} weights: the saved token_suffix does not start with the frozen words of "
+                f"ctx_init={self.config.ctx_init!r} after its first n_ctx={learner.n_ctx} tokens; the file was "
+                "trained with another CTX_INIT: pass it with --set ctx_init=... (or ctx_init='' for random init)"
+            )
+
+
+def _frozen_words_match(backbone: Backbone, learner: MultiModalPromptLearner, suffix: torch.Tensor) -> bool:
+    """Whether an official ``token_suffix`` starts with the embeddings of this config's frozen prompt words."""
+    count = learner.prefix_tokens - learner.n_ctx
+    if count == 0:
+        return True
+    if suffix.dim() != 3 or suffix.shape[1] < count or suffix.shape[2] != backbone.text_width:
+        return False
+    with torch.no_grad():
+        words = backbone.embed_tokens(backbone.tokenize([learner.prefix_text]))[0, 1 + learner.n_ctx : 1 + count
+                                                                                  + learner.n_ctx]
+    return torch.allclose(suffix[0, :count].float().cpu(), words.float().cpu(), atol=1e-3)
 
 
 def _prompt_entries(state: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:

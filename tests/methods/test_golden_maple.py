@@ -253,3 +253,14 @@ def test_published_numbers_are_found_under_the_registry_name() -> None:
     assert reference.lookup("base2new", "maple", "DTD", "base") == pytest.approx(80.36)
     assert reference.lookup("base2new", "maple", "Average", "hm") == pytest.approx(78.55)
     assert reference.lookup("domain_generalization", "maple", "ImageNet-Sketch", "accuracy") == pytest.approx(49.15)
+
+
+def test_another_ctx_init_in_an_official_file_is_detected() -> None:
+    """An official file does not name its CTX_INIT, but its token_suffix shows the frozen words ("of a")."""
+    state = official_state()
+    build(prompt_depth=3).load_learned_state(state)  # "a photo of a": the suffix starts with "of a"
+    with pytest.raises(HarnessError, match="another CTX_INIT"):
+        build(prompt_depth=3, ctx_init="a good photo of").load_learned_state(state)
+    state["prompt_learner.token_suffix"] = state["prompt_learner.token_suffix"][:, 2:]  # as if "X X" + class
+    with pytest.raises(HarnessError, match="another CTX_INIT"):
+        build(prompt_depth=3).load_learned_state(state)
