@@ -20,7 +20,8 @@ from harness.paths import ASSETS_DIR
 REFERENCE_DIR = ASSETS_DIR / "reference"
 PUBLISHED_BACKBONE = "ViT-B/16"
 # Method registry name -> the name the papers print.
-METHOD_DISPLAY = {"zeroshot": "CLIP", "zeroshot_ensemble": "CLIP (ensemble)", "coop": "CoOp", "cocoop": "CoCoOp"}
+METHOD_DISPLAY = {"zeroshot": "CLIP", "zeroshot_ensemble": "CLIP (ensemble)", "coop": "CoOp", "cocoop": "CoCoOp",
+                  "maple": "MaPLe"}
 
 
 def method_display(method: str) -> str:
