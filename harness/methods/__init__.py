@@ -11,8 +11,12 @@ from collections.abc import Sequence
 from typing import Any
 
 from harness.config import MethodConfig, merge
-from harness.methods import cocoop, coop, zeroshot  # noqa: F401  (register "coop", "cocoop", "zeroshot")
-from harness.methods import maple  # noqa: F401  (register "maple")
+from harness.methods import (  # noqa: F401  (register "coop", "cocoop", "zeroshot")
+    cocoop,
+    coop,
+    maple,  # noqa: F401  (register "maple")
+    zeroshot,
+)
 from harness.methods.base import Method, OfficialLayout, TrainOutput
 from harness.methods.presets import for_shots, load_preset, preset_names, resolve_config
 from harness.models.backbone import Backbone
